@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The codec: complex IQ frames <-> codeword indices <-> wire messages, at a level chosen per call.
+
+This is the public face of the codec core (plain PyTorch + numpy, no GNU Radio), used by the
+blocks, the gr-hqarf command, the training package and the tests.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import weights as weights_io
+from . import wire
+from .model import HQARF, HQARFConfig
+
+# Frames per forward pass: bounds memory on long inputs without hurting throughput.
+CHUNK = 256
+
+
+def as_frames(x, frame_len: int) -> np.ndarray:
+    """Validate and view input as complex64 (N, frame_len). A 1-D frame is taken as N = 1."""
+    arr = np.asarray(x)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != frame_len:
+        raise ValueError(f"expected complex frames of shape (N, {frame_len}), got {np.shape(x)}")
+    if not np.iscomplexobj(arr):
+        raise ValueError(f"expected complex samples, got dtype {arr.dtype}")
+    arr = arr.astype(np.complex64, copy=False)
+    if not np.all(np.isfinite(arr.view(np.float32))):
+        raise ValueError("input contains NaN or infinite samples")
+    return arr
+
+
+def frame_scales(frames: np.ndarray) -> np.ndarray:
+    """Per-frame amplitude max |x|, the scale the wire format carries (bfloat16-rounded)."""
+    scales = np.abs(frames).max(axis=1).astype(np.float32)
+    return wire.scales_from_bfloat16(wire.scales_to_bfloat16(scales))
+
+
+def to_iq(frames: np.ndarray, device) -> torch.Tensor:
+    """complex (N, L) -> float32 (N, 2, L) with row 0 = I, row 1 = Q."""
+    return torch.from_numpy(np.stack([frames.real, frames.imag], axis=1).astype(np.float32)).to(device)
+
+
+def from_iq(t: torch.Tensor) -> np.ndarray:
+    a = t.detach().float().cpu().numpy()
+    return (a[:, 0] + 1j * a[:, 1]).astype(np.complex64)
+
+
+class Codec:
+    """A loaded HQARF model. See README "Python API" for use.
+
+    encode/decode work on unit-scale frames (each frame is scaled to max |x| = 1 before encoding);
+    compress/decompress carry each frame's amplitude in the message and restore it.
+    """
+
+    def __init__(self, model: HQARF, manifest: dict | None = None, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config: HQARFConfig = model.config
+        self.manifest = dict(manifest or {})
+        fp = self.manifest.get("fingerprint") or weights_io.fingerprint(model.state_dict())
+        self.fingerprint_hex = fp
+        self.fingerprint = bytes.fromhex(fp)
+        self._tokens = [self.config.tokens(level) for level in range(self.config.levels)]
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @property
+    def frame_len(self) -> int:
+        return self.config.frame_len
+
+    @property
+    def bits_per_index(self) -> int:
+        return self.config.bits_per_index
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def classes(self) -> list:
+        return list(self.manifest.get("classes", []))
+
+    def tokens(self, level: int) -> int:
+        return self._tokens[self._check_level(level)]
+
+    def bits_per_frame(self, level: int) -> int:
+        return self.tokens(level) * self.bits_per_index
+
+    def compression_ratio(self, level: int, reference_bits_per_sample: int = 64) -> float:
+        """Raw bits (complex float32 = 64 per sample, int16 = 32) over index bits, per frame."""
+        return self.frame_len * reference_bits_per_sample / self.bits_per_frame(level)
+
+    def message_size(self, level: int, frames: int) -> int:
+        return wire.message_size(frames, self.tokens(level), self.bits_per_index)
+
+    def _check_level(self, level) -> int:
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.levels:
+            raise ValueError(f"level must be an integer in 0..{self.levels - 1}, got {level!r}")
+        return int(level)
+
+    # -- indices ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, x, level: int, sample: bool = False, seed: int | None = None) -> np.ndarray:
+        """complex64 (N, frame_len) -> int64 (N, tokens(level)) indices. Argmax unless `sample`."""
+        level = self._check_level(level)
+        frames = as_frames(x, self.frame_len)
+        scales = np.abs(frames).max(axis=1)
+        unit = frames / np.where(scales > 0, scales, 1)[:, None]
+        gen = None
+        if sample:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(0 if seed is None else int(seed))
+        out = [self.model.encode(to_iq(unit[i:i + CHUNK], self.device), level, sample, gen).cpu()
+               for i in range(0, len(unit), CHUNK)]
+        return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.tokens(level)), np.int64)
+
+    @torch.inference_mode()
+    def decode(self, codes, level: int) -> np.ndarray:
+        """int indices (N, tokens(level)) -> complex64 (N, frame_len), unit scale."""
+        level = self._check_level(level)
+        codes = np.asarray(codes)
+        if codes.ndim == 1:
+            codes = codes[None, :]
+        if codes.ndim != 2 or codes.shape[1] != self.tokens(level) or not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(f"expected integer codes of shape (N, {self.tokens(level)}) for level {level}, "
+                             f"got {codes.dtype} {codes.shape}")
+        if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise ValueError(f"codes must lie in 0..{self.codebook_size - 1}")
+        idx = torch.from_numpy(codes.astype(np.int64))
+        out = [from_iq(self.model.decode(idx[i:i + CHUNK].to(self.device), level))
+               for i in range(0, len(idx), CHUNK)]
+        return np.concatenate(out) if out else np.zeros((0, self.frame_len), np.complex64)
+
+    # -- bytes ------------------------------------------------------------------------------
+    def compress(self, x, level: int, sequence: int = 0) -> bytes:
+        """complex frames (N, frame_len) -> one wire message (docs/wire-format.md)."""
+        frames = as_frames(x, self.frame_len)
+        codes = self.encode(frames, level)
+        return wire.pack(codes, frame_scales(frames), level=level, bits=self.bits_per_index,
+                         fingerprint=self.fingerprint, sequence=sequence)
+
+    def parse(self, blob) -> wire.Message:
+        """Validate a message for this model; raises wire.WireFormatError on anything wrong."""
+        return wire.unpack(blob, tokens_per_level=self._tokens, bits=self.bits_per_index,
+                           codebook_size=self.codebook_size, fingerprint=self.fingerprint)
+
+    def decode_message(self, message: wire.Message) -> np.ndarray:
+        return self.decode(message.indices, message.level) * message.scales[:, None]
+
+    def decompress(self, blob) -> np.ndarray:
+        """One wire message -> complex64 (N, frame_len) with each frame's amplitude restored."""
+        return self.decode_message(self.parse(blob))
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, directory, **manifest) -> str:
+        """Write codec.safetensors + codec.json; `manifest` adds classes, provenance, metrics..."""
+        body = {"config": self.config.to_dict(), **{k: v for k, v in self.manifest.items()
+                                                       if k not in ("format", "format_version", "weights", "fingerprint")},
+                **manifest}
+        path = weights_io.save(directory, "codec", self.model.state_dict(), body)
+        self.manifest = weights_io.load(path, "codec")[0]
+        self.fingerprint_hex = self.manifest["fingerprint"]
+        self.fingerprint = bytes.fromhex(self.fingerprint_hex)
+        return str(path)
+
+    def __repr__(self):
+        return (f"Codec(levels={self.levels}, frame_len={self.frame_len}, K={self.codebook_size}, "
+                f"fingerprint={self.fingerprint_hex})")
+
+
+def load_codec(path=None, device: str = "cpu") -> Codec:
+    """Load a codec from a model directory or manifest; None or "" loads the shipped default."""
+    manifest, state, mpath = weights_io.load(path, "codec")
+    try:
+        config = HQARFConfig.from_dict(manifest.get("config", {}))
+    except (TypeError, ValueError) as exc:
+        raise weights_io.WeightsError(f"{mpath}: invalid codec config ({exc})") from None
+    model = HQARF(config)
+    weights_io.load_into(model, state, mpath.parent / manifest["weights"])
+    return Codec(model, manifest, device=device)

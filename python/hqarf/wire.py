@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The gr-hqarf wire format: how a batch of frames' codeword indices becomes bytes and back.
+
+Specified in docs/wire-format.md. Everything here is numpy; `unpack` validates every field and
+raises only WireFormatError, whatever bytes it is given.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"HQAR"
+VERSION = 1
+# magic, version, level, bits per index, flags, fingerprint, sequence number, frame count
+_HEADER = struct.Struct("<4sBBBB8sIH")
+HEADER_SIZE = _HEADER.size  # 22
+CRC_SIZE = 4
+SCALE_SIZE = 2  # bfloat16 per frame
+FINGERPRINT_SIZE = 8
+MAX_FRAMES = 0xFFFF
+
+
+class WireFormatError(ValueError):
+    """A message that is not a valid gr-hqarf message for this model.
+
+    `reason` is a short machine-readable kind ("truncated", "magic", "version", "level",
+    "bits", "flags", "frame_count", "length", "checksum", "fingerprint", "index_range",
+    "padding", "scale") so receivers can count failures by kind.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    level: int
+    sequence: int
+    fingerprint: bytes
+    indices: np.ndarray  # (frames, tokens) int64
+    scales: np.ndarray  # (frames,) float32 amplitude scale of each frame
+
+    @property
+    def frames(self) -> int:
+        return self.indices.shape[0]
+
+
+def message_size(frames: int, tokens: int, bits: int) -> int:
+    """Bytes of a message carrying `frames` frames of `tokens` indices of `bits` bits."""
+    return HEADER_SIZE + SCALE_SIZE * frames + packed_size(frames * tokens, bits) + CRC_SIZE
+
+
+def packed_size(count: int, bits: int) -> int:
+    return (count * bits + 7) // 8
+
+
+def pack_indices(indices: np.ndarray, bits: int) -> bytes:
+    """Concatenate indices MSB-first at `bits` bits each, zero-padded to a whole byte."""
+    flat = np.asarray(indices, dtype=np.int64).reshape(-1)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    bitarr = ((flat[:, None] >> shifts) & 1).astype(np.uint8)
+    return np.packbits(bitarr.reshape(-1)).tobytes()
+
+
+def unpack_indices(data: bytes, count: int, bits: int) -> tuple[np.ndarray, bool]:
+    """Inverse of pack_indices; also returns whether the padding bits were all zero."""
+    bitarr = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    used = bitarr[: count * bits].reshape(count, bits).astype(np.int64)
+    weights = np.int64(1) << np.arange(bits - 1, -1, -1, dtype=np.int64)
+    return used @ weights, not bitarr[count * bits:].any()
+
+
+def scales_to_bfloat16(scales: np.ndarray) -> bytes:
+    """float32 -> bfloat16 (upper 16 bits, round to nearest even): 8-bit exponent, 0.4 % step."""
+    as_int = np.ascontiguousarray(scales, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (as_int + 0x7FFF + ((as_int >> 16) & 1)) >> 16
+    return rounded.astype("<u2").tobytes()
+
+
+def scales_from_bfloat16(data: bytes) -> np.ndarray:
+    halves = np.frombuffer(data, dtype="<u2").astype(np.uint32)
+    return (halves << 16).view(np.float32)
+
+
+def pack(indices: np.ndarray, scales: np.ndarray, *, level: int, bits: int, fingerprint: bytes,
+         sequence: int = 0) -> bytes:
+    """Build one message from (frames, tokens) indices and per-frame amplitude scales."""
+    indices = np.asarray(indices)
+    frames = indices.shape[0]
+    if indices.ndim != 2 or not 1 <= frames <= MAX_FRAMES:
+        raise ValueError(f"indices must be (frames, tokens) with 1..{MAX_FRAMES} frames, got {indices.shape}")
+    if indices.min() < 0 or indices.max() >= (1 << bits):
+        raise ValueError(f"indices must fit in {bits} bits")
+    scales = np.asarray(scales, dtype=np.float32).reshape(-1)
+    if scales.shape[0] != frames or not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise ValueError("need one finite, non-negative scale per frame")
+    if len(fingerprint) != FINGERPRINT_SIZE:
+        raise ValueError(f"fingerprint must be {FINGERPRINT_SIZE} bytes")
+    body = (_HEADER.pack(MAGIC, VERSION, level, bits, 0, fingerprint, sequence & 0xFFFFFFFF, frames)
+            + scales_to_bfloat16(scales) + pack_indices(indices, bits))
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def unpack(blob, *, tokens_per_level: list[int], bits: int, codebook_size: int,
+           fingerprint: bytes | None) -> Message:
+    """Parse and validate a message for a model with the given geometry and fingerprint.
+
+    Checks, in order: length, magic, version, level, bits, flags, frame count, length against the
+    header, CRC32, fingerprint, padding bits, index range, scales.
+    """
+    try:
+        blob = bytes(blob)
+    except (TypeError, ValueError) as exc:
+        raise WireFormatError("truncated", f"message is not a byte string: {exc}") from None
+    if len(blob) < HEADER_SIZE + CRC_SIZE:
+        raise WireFormatError("truncated", f"message truncated: {len(blob)} bytes, a header and "
+                              f"checksum alone take {HEADER_SIZE + CRC_SIZE}")
+    magic, version, level, msg_bits, flags, msg_fp, sequence, frames = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise WireFormatError("magic", f"bad magic {magic!r}, expected {MAGIC!r}: not a gr-hqarf message")
+    if version != VERSION:
+        raise WireFormatError("version", f"unsupported wire format version {version} (this decoder reads {VERSION})")
+    if level >= len(tokens_per_level):
+        raise WireFormatError("level", f"unknown level {level}: the model has levels 0..{len(tokens_per_level) - 1}")
+    if msg_bits != bits:
+        raise WireFormatError("bits", f"message packs {msg_bits} bits per index, the model uses {bits}")
+    if flags != 0:
+        raise WireFormatError("flags", f"unknown flags 0x{flags:02x}")
+    if frames == 0:
+        raise WireFormatError("frame_count", "frame count is 0")
+    tokens = tokens_per_level[level]
+    expected = message_size(frames, tokens, bits)
+    if len(blob) < expected:
+        raise WireFormatError("truncated", f"message truncated: {len(blob)} bytes, header announces "
+                              f"{frames} frame(s) at level {level} = {expected} bytes")
+    if len(blob) > expected:
+        raise WireFormatError("length", f"frame count {frames} inconsistent with length: level {level} "
+                              f"needs {expected} bytes, got {len(blob)}")
+    (crc,) = struct.unpack_from("<I", blob, expected - CRC_SIZE)
+    if zlib.crc32(blob[: expected - CRC_SIZE]) != crc:
+        raise WireFormatError("checksum", "checksum mismatch: message corrupted in transit")
+    if fingerprint is not None and msg_fp != fingerprint:
+        raise WireFormatError("fingerprint", f"model fingerprint mismatch: message made by model "
+                              f"{msg_fp.hex()}, this decoder has {fingerprint.hex()}")
+    offset = HEADER_SIZE
+    scales = scales_from_bfloat16(blob[offset: offset + SCALE_SIZE * frames])
+    offset += SCALE_SIZE * frames
+    indices, padding_clean = unpack_indices(blob[offset: expected - CRC_SIZE], frames * tokens, bits)
+    if not padding_clean:
+        raise WireFormatError("padding", "non-zero padding bits after the last index")
+    if indices.max() >= codebook_size:
+        raise WireFormatError("index_range", f"index {int(indices.max())} out of range for a codebook of "
+                              f"{codebook_size} codewords")
+    if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise WireFormatError("scale", "amplitude scale is not a finite non-negative number")
+    return Message(level=level, sequence=sequence, fingerprint=msg_fp,
+                   indices=indices.reshape(frames, tokens), scales=scales)

@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared fixtures: the source tree on sys.path and small randomly initialised models on disk."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT / "shim", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+os.environ.setdefault("GRC_BLOCKS_PATH", str(ROOT / "grc"))
+
+TINY = dict(encoder_widths=(8, 8, 8, 8, 8), decoder_widths=(8, 8, 8, 8, 8),
+            residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=16)
+
+
+def make_codec(directory, seed=0, **overrides):
+    """A small random-weight codec saved to `directory` (what tests use instead of a trained one)."""
+    import torch
+    from gnuradio.hqarf.codec import Codec
+    from gnuradio.hqarf.model import HQARF, HQARFConfig
+
+    torch.manual_seed(seed)
+    model = HQARF(HQARFConfig(**{**TINY, **overrides}))
+    codec = Codec(model)
+    codec.save(directory, classes=["4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256"],
+               provenance={"made_by": "tests/conftest.py", "seed": seed})
+    return Path(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return make_codec(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory):
+    return make_codec(tmp_path_factory.mktemp("other_model"), seed=1)
+
+
+@pytest.fixture
+def rng():
+    import numpy as np
+    return np.random.default_rng(1234)
+
+
+def random_frames(rng, n, frame_len=1024, scale=1.0):
+    import numpy as np
+    x = rng.standard_normal((n, frame_len)) + 1j * rng.standard_normal((n, frame_len))
+    return (scale * x).astype(np.complex64)
