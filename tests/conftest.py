@@ -12,6 +12,7 @@ for p in (ROOT / "shim", ROOT):
         sys.path.insert(0, str(p))
 os.environ.setdefault("GRC_BLOCKS_PATH", str(ROOT / "grc"))
 
+CLASSES = ["4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256"]
 TINY = dict(encoder_widths=(8, 8, 8, 8, 8), decoder_widths=(8, 8, 8, 8, 8),
             residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=16)
 
@@ -25,14 +26,27 @@ def make_codec(directory, seed=0, **overrides):
     torch.manual_seed(seed)
     model = HQARF(HQARFConfig(**{**TINY, **overrides}))
     codec = Codec(model)
-    codec.save(directory, classes=["4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256"],
+    codec.save(directory, classes=CLASSES,
                provenance={"made_by": "tests/conftest.py", "seed": seed})
+    return Path(directory)
+
+
+def make_classifier(directory, seed=0):
+    """A small random-weight classifier saved beside a codec (load_classifier(directory) finds it)."""
+    import torch
+    from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet
+
+    torch.manual_seed(seed)
+    net = ModRecNet(ClassifierConfig(stem_width=8, widths=(8, 8), blocks=(1, 1)))
+    Classifier(net, {"classes": CLASSES}).save(directory, provenance={"made_by": "tests/conftest.py"})
     return Path(directory)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    return make_codec(tmp_path_factory.mktemp("tiny_model"))
+    """A model directory with a random tiny codec and classifier (codec.* and classifier.*)."""
+    directory = make_codec(tmp_path_factory.mktemp("tiny_model"))
+    return make_classifier(directory)
 
 
 @pytest.fixture(scope="session")
