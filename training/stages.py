@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The training loops: the ModRec classifier on originals, and one HQARF level of one stage.
+
+Lower levels are frozen and in eval mode; the level being trained reads the continuous latent of
+the level below, computed on the fly (the lower encoders are tiny next to the decoder being trained).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from training.common import Dist, RunLog, learning_rate, temperature
+from hqarf.classifier import ModRecNet
+from hqarf.codec import to_iq
+from hqarf.model import HQARF
+
+
+def batches(n: int, batch: int, seed: int, epoch: int, ctx: Dist):
+    """This rank's shuffled batches of indices for one epoch (same count on every rank)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)[ctx.shard(n)]
+    usable = len(order) - len(order) % batch if len(order) >= batch else len(order)
+    for i in range(0, usable, batch):
+        yield order[i:i + batch]
+
+
+def maybe_ddp(module: nn.Module, ctx: Dist) -> nn.Module:
+    if ctx.world == 1:
+        return module
+    return nn.parallel.DistributedDataParallel(module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+
+
+# -- classifier -----------------------------------------------------------------------------------
+def augment(iq: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """AWGN at Es/N0 uniform in 10..40 dB on half the batch: still original frames, but the
+    classifier learns not to lean on details a codec (or a channel) smears."""
+    b = iq.shape[0]
+    power = iq.pow(2).sum(1).mean(-1)  # Es per complex sample
+    esn0 = torch.empty(b).uniform_(10, 40, generator=gen).to(iq.device)
+    sigma = torch.sqrt(power / 10 ** (esn0 / 10) / 2)
+    keep = (torch.rand(b, generator=gen) < 0.5).to(iq.device)
+    noise = torch.randn(iq.shape, generator=gen).to(iq.device) * sigma[:, None, None]
+    return torch.where(keep[:, None, None], iq, iq + noise)
+
+
+def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = 512) -> float:
+    net.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            correct += int((net(to_iq(x[i:i + batch], device)).argmax(-1).cpu().numpy() == y[i:i + batch]).sum())
+    return correct / max(1, len(x))
+
+
+def train_classifier(net: ModRecNet, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int):
+    x, y = data["train"]
+    xv, yv = data["val"]
+    net.to(ctx.device)
+    wrapped = maybe_ddp(net, ctx)
+    epochs, batch = cfg["classifier_epochs"], cfg["classifier_batch"]
+    steps = epochs * max(1, (len(x) // ctx.world) // batch)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg["classifier_lr"], weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["classifier_lr"], total_steps=max(1, steps),
+                                                pct_start=0.15)
+    gen = torch.Generator().manual_seed(seed + ctx.rank)
+    y_t = torch.from_numpy(y)
+    for epoch in range(epochs):
+        wrapped.train()
+        total, count = 0.0, 0
+        bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx)), desc=f"classifier epoch {epoch + 1}/{epochs}",
+                   disable=not ctx.main, leave=False)
+        for idx in bar:
+            iq = augment(to_iq(x[idx], ctx.device), gen)
+            loss = F.cross_entropy(wrapped(iq), y_t[idx].to(ctx.device), label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, count = total + loss.item(), count + 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        val_acc = accuracy(net, xv, yv, ctx.device)
+        train_loss = ctx.all_reduce_mean(total / max(1, count))
+        log.metrics(stage="classifier", epoch=epoch + 1, loss=train_loss, val_accuracy=val_acc)
+        log.note(f"classifier epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, val accuracy {val_acc:.4f}")
+    net.eval()
+    return net
+
+
+# -- one HQARF level ------------------------------------------------------------------------------
+class LevelObjective(nn.Module):
+    """Loss of level `level`: [MSE + l_cos COS + l_kl KL + l_c commit] / dims on the level's own
+    (normalised) input, plus an optional task term: the classifier's KL divergence between the
+    original frame and its full reconstruction from this level (the classifier stays frozen)."""
+
+    def __init__(self, model: HQARF, level: int, quantize: bool, coefs: dict, classifier: nn.Module | None):
+        super().__init__()
+        self.model, self.level, self.quantize, self.coefs = model, level, quantize, coefs
+        self.classifier = classifier
+
+    def lower_latent(self, x):
+        with torch.no_grad():
+            return self.model.encode_continuous(x, self.level - 1) if self.level > 0 else x
+
+    def decode_below(self, y_restored):
+        """Decode from the level below down to I/Q, re-quantising with a straight-through
+        estimator so the task loss reaches this level's decoder."""
+        z = y_restored
+        for i in range(self.level - 1, -1, -1):
+            lvl = self.model.levels[i]
+            if self.quantize:
+                q = lvl.quantizer
+                zq = q.lookup(q.indices(z.detach()))
+                z = z + (zq - z).detach()
+            z = lvl.restore(lvl.decoder(z))
+        return z
+
+    def forward(self, x, tau: float):
+        lvl = self.model.levels[self.level]
+        target = lvl.prepare(self.lower_latent(x))
+        y, kl, commit, idx = lvl.forward_train(target, tau, self.quantize)
+        dims = target.numel()
+        mse = (y - target).pow(2).sum()
+        cos = (1 - F.cosine_similarity(y, target, dim=1, eps=1e-6)).sum()
+        c = self.coefs
+        loss = (mse + c["cos"] * cos + c["kl"] * kl + c["commit"] * commit) / dims
+        parts = {"mse": mse.item() / dims, "cos": cos.item() / dims, "kl": kl.item() / dims,
+                 "commit": commit.item() / dims}
+        if self.classifier is not None and c.get("task", 0) > 0:
+            xhat = self.decode_below(lvl.restore(y))
+            with torch.no_grad():
+                p_orig = torch.log_softmax(self.classifier(x), -1)
+            log_q = torch.log_softmax(self.classifier(xhat), -1)
+            task = F.kl_div(log_q, p_orig, log_target=True, reduction="batchmean")
+            loss = loss + c["task"] * task
+            parts["task"] = task.item()
+        return loss, parts, idx
+
+
+def perplexity(idx: torch.Tensor, k: int) -> tuple[float, int]:
+    counts = torch.bincount(idx.reshape(-1), minlength=k).double()
+    p = counts / counts.sum()
+    ent = -(p[p > 0] * p[p > 0].log()).sum()
+    return float(ent.exp()), int((counts == 0).sum())
+
+
+@torch.no_grad()
+def init_codebook_from_data(model: HQARF, level: int, x: torch.Tensor, gen: torch.Generator):
+    """Fresh codebook: K encoder outputs drawn from the data plus a little noise. Codes start
+    where the latents are, so fewer die than with the N(0, 1) initialisation of the paper."""
+    lvl = model.levels[level]
+    z = lvl.encoder(lvl.prepare(model.encode_continuous(x, level - 1) if level > 0 else x))
+    flat = z.transpose(1, 2).reshape(-1, z.shape[1])
+    pick = torch.randperm(flat.shape[0], generator=gen)[: lvl.quantizer.codebook.shape[0]]
+    book = flat[pick.to(flat.device)]
+    lvl.quantizer.codebook.copy_(book + 0.01 * torch.randn(book.shape, generator=gen).to(book.device))
+
+
+def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx: Dist, log: RunLog,
+                seed: int, classifier: nn.Module | None = None, fresh_codebook: bool = False) -> dict:
+    """Train one level of one stage ('hae', 'hqarf_nokl' or 'hqarf'); returns final val metrics."""
+    quantize = stage != "hae"
+    coefs = dict(cfg["coefs"])
+    if stage != "hqarf":
+        coefs["kl"] = 0.0
+    if not quantize:
+        coefs["commit"] = 0.0
+    x, _ = data["train"]
+    xv, yv = data["val"]
+    gen = torch.Generator().manual_seed(seed)
+    model.to(ctx.device)
+    lvl = model.levels[level]
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = list(lvl.encoder.parameters()) + list(lvl.decoder.parameters())
+    if quantize:
+        trainable.append(lvl.quantizer.codebook)
+    for p in trainable:
+        p.requires_grad_(True)
+    model.eval()
+    sample = to_iq(x[: min(len(x), cfg["stats_frames"])], ctx.device)
+    with torch.no_grad():
+        if lvl.norm is not None:
+            # The frozen lower encoders make the incoming statistics fixed: take them exactly.
+            lvl.norm.set_statistics(model.encode_continuous(sample, level - 1))
+    if fresh_codebook:
+        init_codebook_from_data(model, level, sample, gen)
+    ctx.broadcast_(lvl.quantizer.codebook.data)
+    lvl.encoder.train()
+    lvl.decoder.train()
+
+    objective = LevelObjective(model, level, quantize, coefs, classifier if coefs.get("task", 0) > 0 else None)
+    wrapped = maybe_ddp(objective, ctx)
+    epochs = cfg["level_epochs"][stage]
+    batch = cfg["batch"]
+    per_epoch = max(1, (len(x) // ctx.world) // batch)
+    total = epochs * per_epoch
+    opt = torch.optim.Adam(trainable, lr=cfg["lr"])
+    step = 0
+    for epoch in range(epochs):
+        sums: dict = {}
+        bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx)),
+                   desc=f"{stage} level {level} epoch {epoch + 1}/{epochs}", disable=not ctx.main, leave=False)
+        for idx in bar:
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(step, total, cfg["lr"], cfg["lr"] / 10)
+            tau = temperature(step, total)
+            loss, parts, _ = wrapped(to_iq(x[idx], ctx.device), tau)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            step += 1
+            if quantize and step % cfg["reset_every"] == 0:
+                lvl.quantizer.reset_dead_codes(noise_divisor=100.0)
+                ctx.broadcast_(lvl.quantizer.codebook.data)
+            for k, v in {"loss": loss.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", tau=f"{tau:.3f}")
+        n = max(1, per_epoch)
+        train_metrics = {k: ctx.all_reduce_mean(v / n) for k, v in sums.items()}
+        val = validate_level(model, level, quantize, xv, yv, ctx, classifier)
+        lvl.encoder.train()
+        lvl.decoder.train()
+        log.metrics(stage=stage, level=level, epoch=epoch + 1, tau=tau, lr=opt.param_groups[0]["lr"],
+                    **{f"train_{k}": v for k, v in train_metrics.items()}, **val)
+        log.note(f"{stage} L{level} epoch {epoch + 1}/{epochs}: loss {train_metrics['loss']:.4f} | val "
+                 + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+    for p in trainable:
+        p.requires_grad_(False)
+    model.eval()
+    return val
+
+
+@torch.no_grad()
+def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv: np.ndarray, ctx: Dist,
+                   classifier: nn.Module | None) -> dict:
+    """Reconstruction SNR of frames from this level, codebook use, and ModRec accuracy on them."""
+    model.eval()
+    out: dict = {}
+    recon, codes = [], []
+    for i in range(0, len(xv), 256):
+        iq = to_iq(xv[i:i + 256], ctx.device)
+        if quantize:
+            idx = model.encode(iq, level)
+            codes.append(idx)
+            recon.append(model.decode(idx, level))
+        else:
+            recon.append(model.reconstruct_continuous(iq, level))
+    xhat = torch.cat(recon)
+    xt = to_iq(xv, ctx.device)
+    out["val_snr_db"] = float(10 * torch.log10(xt.pow(2).sum() / (xhat - xt).pow(2).sum().clamp_min(1e-20)))
+    if quantize:
+        ppl, dead = perplexity(torch.cat(codes), model.config.codebook_size)
+        out["val_perplexity"], out["val_dead_codes"] = ppl, dead
+    if classifier is not None:
+        classifier.eval()
+        pred = torch.cat([classifier(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)])
+        out["val_accuracy"] = float((pred.cpu().numpy() == yv).mean())
+    return out
