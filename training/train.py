@@ -36,18 +36,18 @@ DEFAULT_CODEC = dict(encoder_widths=(16, 32, 64, 64, 128), decoder_widths=(32, 6
 PRESETS = {
     # Under two minutes on a CPU: exercises every stage, for tests and CI.
     "smoke": dict(
-        data=dict(train=24, val=8, test=12), codec=dict(encoder_widths=(8, 8, 8, 8, 8),
+        data=dict(train=48, val=8, test=16), codec=dict(encoder_widths=(8, 8, 8, 8, 8),
                                                          decoder_widths=(8, 8, 8, 8, 8),
                                                          residual_blocks=(0, 1, 1, 1, 1), code_dim=16),
         classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
-        classifier_epochs=3, classifier_batch=32, classifier_lr=3e-3,
+        classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1), reset_every=8, stats_frames=64),
     # The shipped model: the whole pipeline within 90 minutes on 2 CPU cores.
     "default": dict(
         data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
-        classifier_epochs=10, classifier_batch=64, classifier_lr=3e-3,
+        classifier_epochs=4, classifier_batch=64, classifier_lr=3e-3,
         level_epochs=dict(hae=2, hqarf_nokl=2, hqarf=1), batch=64, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1), reset_every=20, stats_frames=1024),
     # The papers' sizes and epochs, for a GPU.
@@ -114,14 +114,19 @@ class Checkpoints:
         return True
 
 
-def load_data(cfg: dict, args, log: RunLog):
+def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
+    """Every rank holds the whole (small) data set; rank 0 generates and caches it first so the
+    other ranks read the cache instead of racing to write it."""
     from training.data import DataConfig, generate
     data_config = DataConfig()
     data = {}
-    for split, n in cfg["data"].items():
-        t = time.time()
-        data[split] = generate(split, n, data_config, cache_dir=args.data_cache, progress=True)
-        log.note(f"data {split}: {len(data[split][0])} frames ({n} per class) in {time.time() - t:.1f} s")
+    for turn in (0, 1):
+        if (turn == 0) == ctx.main:
+            for split, n in cfg["data"].items():
+                t = time.time()
+                data[split] = generate(split, n, data_config, cache_dir=args.data_cache, progress=ctx.main)
+                log.note(f"data {split}: {len(data[split][0])} frames ({n} per class) in {time.time() - t:.1f} s")
+        ctx.barrier()
     return data, data_config
 
 
@@ -154,7 +159,7 @@ def main(argv=None) -> int:
              f"temperature 0.667 -> 0.001, coefficients {cfg['coefs']}; see training/README.md for the measurements")
 
     torch.manual_seed(args.seed)
-    data, data_config = load_data(cfg, args, log)
+    data, data_config = load_data(cfg, args, ctx, log)
     classes = data_config.classes
     want = lambda stage: args.stage in ("all", stage)  # noqa: E731
 

@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Training package end to end at smoke size: weights that load and round-trip, a classifier that
+beats chance, resume, a 2-process DDP step, and the evaluation report."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_train(*args, env_extra=None, launcher=None):
+    env = {**os.environ, "HQARF_CACHE": os.environ.get("HQARF_TEST_CACHE", str(ROOT / ".cache" / "test-data")),
+           **(env_extra or {})}
+    cmd = (launcher or [sys.executable]) + [str(ROOT / "training" / "train.py"), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("smoke_run")
+    proc = run_train("--preset", "smoke", "--run-dir", str(run_dir), "--threads", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir
+
+
+def test_smoke_run_produces_loadable_model(smoke_run):
+    from gnuradio import hqarf
+    from training.data import DataConfig, generate
+
+    codec = hqarf.load_codec(smoke_run / "model")
+    clf = hqarf.load_classifier(smoke_run / "model")
+    assert clf.classes == ["4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256"]
+    x, y = generate("test", 16, DataConfig(), cache_dir=ROOT / ".cache" / "test-data", progress=False)
+    for level in range(codec.levels):
+        back = codec.decompress(codec.compress(x[:4] * 3.0, level))
+        assert back.shape == (4, 1024) and np.all(np.isfinite(back))
+    accuracy = float((clf.predict(x) == y).mean())
+    assert accuracy >= 0.45, f"smoke classifier accuracy {accuracy:.2f}, chance is 0.17"
+    manifest = json.loads((smoke_run / "model" / "codec.json").read_text())
+    prov = manifest["provenance"]
+    assert prov["preset"] == "smoke" and prov["seed"] == 0 and "train.py" in prov["command"]
+    assert prov["data"]["key"] == DataConfig().key() and "hae/L0" in prov["durations_s"]
+    assert len(manifest["metrics"]["accuracy_per_level"]) == 5
+    assert (smoke_run / "model" / "PROVENANCE.md").read_text().startswith("# Provenance")
+    rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf"}
+    assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
+
+
+def test_evaluation_writes_json_and_plots(smoke_run):
+    report = json.loads((smoke_run / "evaluation" / "report.json").read_text())
+    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf"}
+    row = report["stages"]["hqarf"][4]
+    assert row["bits_per_frame"] == 192 and row["bytes_per_frame_16"] == (26 + 2 * 16 + 16 * 24) / 16
+    assert set(report["conventional"]) >= {"sq", "bfp", "resample", "svd"}
+    assert all(r["bits_per_frame"] <= r["budget_bits"] for rows in report["conventional"].values() for r in rows)
+    assert report["lossless_zstd_int16"]["roundtrip_exact"]
+    for name in ("accuracy_vs_cr.png", "iq_scatter.png", "spectrogram_first_samples.png", "confusion.png"):
+        assert (smoke_run / "evaluation" / name).stat().st_size > 5000
+    assert "| level |" in (smoke_run / "evaluation" / "summary.md").read_text()
+
+
+def test_resume_skips_done_levels_and_refuses_overwrite(smoke_run, tmp_path):
+    proc = run_train("--preset", "smoke", "--run-dir", str(smoke_run), "--no-evaluate")
+    assert proc.returncode != 0 and "--resume" in (proc.stderr + proc.stdout)
+    # Drop the last level's checkpoint entry: --resume trains only that one.
+    progress_file = smoke_run / "checkpoint" / "progress.json"
+    progress = json.loads(progress_file.read_text())
+    progress["done"] = [d for d in progress["done"] if d != ["hqarf", 4]]
+    progress_file.write_text(json.dumps(progress))
+    log_before = (smoke_run / "train.log").read_text()
+    proc = run_train("--preset", "smoke", "--run-dir", str(smoke_run), "--resume", "--no-evaluate")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = (smoke_run / "train.log").read_text()[len(log_before):]
+    assert "classifier: loaded from checkpoint" in new
+    assert "hqarf L4 epoch" in new and "hae L0 epoch" not in new and "hqarf L3 epoch" not in new
+
+
+def test_ddp_two_process_cpu_step(tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = run_train("--preset", "smoke", "--run-dir", str(tmp_path / "ddp"), "--stage", "classifier",
+                     "--threads", "1", launcher=launcher, env_extra={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (tmp_path / "ddp" / "train.log").read_text()
+    assert "world 2" in log and "classifier epoch 4/4" in log
+    assert (tmp_path / "ddp" / "checkpoint" / "classifier.safetensors").exists()
+    proc = run_train("--preset", "smoke", "--run-dir", str(tmp_path / "ddp"), "--stage", "hae", "--level", "0",
+                     "--threads", "1", launcher=launcher, env_extra={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "hae L0 epoch 1/1" in (tmp_path / "ddp" / "train.log").read_text()
+
+
+def test_schedules():
+    from training.common import learning_rate, temperature
+    assert temperature(0, 100) == pytest.approx(0.667)
+    assert temperature(99, 100) == pytest.approx(0.001)
+    assert temperature(50, 100) == pytest.approx(0.667 + (0.001 - 0.667) * 50 / 99)
+    # flat for two thirds, then a cosine down to the floor, never alternating
+    lrs = [learning_rate(s, 90, 4e-4, 4e-5) for s in range(90)]
+    assert all(v == 4e-4 for v in lrs[:60]) and lrs[-1] == pytest.approx(4e-5, rel=0.05)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
