@@ -26,6 +26,21 @@ CORRECT = np.array([
 ], dtype=np.uint8)
 
 
+def test_recorded_correctness_is_the_papers_indicator():
+    # FoQuS (method section, as far as the stored copies reach): c_i^(t) = 1[argmax f^(t)(x_i) == y_i],
+    # recorded for every sample at every epoch; here with the softmax probability of the true class and EL2N.
+    rec = cs.TrajectoryRecorder(np.array([0, 1, 2]), epochs=2)
+    logits = torch.tensor([[2.0, 0.0, 0.0],    # predicts 0, label 0 -> 1
+                           [3.0, 1.0, 0.0],    # predicts 0, label 1 -> 0
+                           [0.0, 0.0, 0.0]])   # tie: argmax picks class 0, label 2 -> 0
+    rec.update(0, np.arange(3), logits)
+    assert rec.correct[0].tolist() == [1, 0, 0]
+    p = torch.softmax(logits, -1).numpy()
+    np.testing.assert_allclose(rec.p_true[0].astype(float), p[[0, 1, 2], [0, 1, 2]], atol=1e-3)
+    np.testing.assert_allclose(rec.el2n[0][2], np.sqrt(2 * (1 / 3) ** 2 + (2 / 3) ** 2), atol=1e-3)
+    assert rec.seen[0].all() and not rec.seen[1].any()
+
+
 def test_forgetting_counts_right_to_wrong_flips():
     assert cs.forgetting_score(CORRECT).tolist() == [0, 2, 0, 0, 1]
     # wrong -> right is learning, not forgetting

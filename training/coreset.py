@@ -50,10 +50,21 @@ Where each comes from: FoQuS's structure (trajectory of one full-data run; forge
 error and quality scores; normalised and combined into one score; three score tiers with a fixed
 proportion drawn from each; 1-30 % sampling rates; cross-architecture use) is the paper's, as
 described by its abstract and the summary in /work/shared/papers/foqus-coreset-selection-summary.md.
-The paper's own equations and tier proportions were NOT available when this was written: the exact
-forms of E and Q, the equal weights, equal-third tiers and the 0.5/0.3/0.2 proportions are this
-module's reading of those descriptions (marked ASSUMED below) and every one of them is a flag;
-check them against the paper's method section before quoting numbers as "FoQuS".
+Checked against the paper's method section as far as the stored copies reach (the arXiv HTML of
+v1 and the themoonlight.io / deeppaper / edgentiq write-ups, all of which stop before the score
+equations): the setting is the paper's - a model trained on the whole training set for T epochs
+with SGD, every sample's predicted label recorded at each epoch t (the epoch-t model applied to
+x_i; whether inside the training pass or in a separate pass is not in what could be read, so
+either `--trajectory-source` fits), and c_i^(t) the indicator that it equals the label y_i (which
+is `correct[t, i]` here) - and so is the goal, a subset S with |S| = k N whose trained model
+matches the full-data one (k the sampling rate).
+The equations of F, E, Q, of the normalisation and combination, the tier boundaries and the tier
+proportions could NOT be read there, nor the number of recording epochs: the forms of E and Q, the
+min-max normalisation, the equal weights, the equal-third tiers and the 0.5/0.3/0.2 proportions
+are this module's reading of the descriptions (marked ASSUMED below), every one of them is a flag,
+and numbers from them are "FoQuS as reconstructed here", not the paper's FoQuS. F as Toneva et
+al.'s count of right -> wrong flips is likewise a reading (of "samples near the decision boundary
+that are easily forgotten"), though the likeliest one.
 
 Baselines: `random` (uniform without replacement); `forgetting` (the k frames with most forgetting
 events, never-learned frames first, as Toneva et al. count them as forgotten infinitely often, ties
@@ -92,7 +103,8 @@ from hqarf.codec import to_iq  # noqa: E402
 METHODS = ("foqus", "random", "forgetting", "el2n")
 TRAJECTORY_FILE = "trajectories.npz"
 
-# ASSUMED (see the module docstring): the paper's values were not available here.
+# ASSUMED (see the module docstring): the paper's values could not be read from any stored copy of
+# its method section; keep them flags until checked against the paper itself.
 DEFAULT_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)          # forgetting, persistent error, quality
 DEFAULT_TIER_BOUNDS = (1 / 3, 2 / 3)             # rank quantiles separating high | middle | low tiers
 DEFAULT_TIER_PROPORTIONS = (0.5, 0.3, 0.2)       # share of the coreset drawn from high, middle, low
@@ -183,7 +195,8 @@ def forgetting_score(correct: np.ndarray) -> np.ndarray:
 
 
 def persistent_error_score(correct: np.ndarray) -> np.ndarray:
-    """Share of epochs in which the frame was misclassified: 1 = never learned (ASSUMED form)."""
+    """Share of epochs in which the frame was misclassified: 1 = never learned (ASSUMED form; the
+    paper's input, c_i^(t) = 1[epoch-t prediction == y_i], is `correct`, its equation unread)."""
     return 1.0 - np.asarray(correct).astype(np.float64).mean(0)
 
 
