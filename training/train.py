@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     log.note(f"{command} | preset {args.preset} | world {ctx.world} | device {ctx.device} | "
              f"threads {torch.get_num_threads()} | commit {git_commit()}")
     log.note("choices: Adam (lr flat for 2/3 then cosine to lr/10), gradient clipping at 1.0, linear Gumbel "
-             f"temperature 0.667 -> 0.001, coefficients {cfg['coefs']}; see training/README.md for the measurements")
+             f"temperature 0.667 -> 0.001, coefficients {cfg['coefs']}; training/README.md says why")
 
     torch.manual_seed(args.seed)
     data, data_config = load_data(cfg, args, ctx, log)
