@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""GNU Radio block: HQARF PDUs in on message port `pdus`, reconstructed complex IQ frames out.
+
+The message handler only validates (`Codec.parse`) and queues; work() decodes queued messages in
+batches (`Codec.decode`, amplitude restored as `Codec.decode_message` does) and emits them.
+"""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .codec import load_codec
+from .encoder import (META_RX_FREQ, META_RX_TIME, META_SAMPLE_RATE, META_TRUE_LABEL, PDUS,
+                      TAG_RX_FREQ, TAG_RX_RATE, TAG_RX_TIME, TAG_TRUE_LABEL, check_int)
+
+# Stream tags written at every frame start.
+TAG_LEVEL = pmt.intern("hqarf_level")        # long: the level the frame was coded at
+TAG_SEQUENCE = pmt.intern("hqarf_sequence")  # long: sequence number of the PDU it came in
+# Written at the first frame of a PDU when the PDU metadata carries them: rx_time (UHD tuple),
+# rx_rate (from sample_rate), rx_freq; at every frame: true_label (class index) when known.
+_RX_TIME, _RX_RATE, _RX_FREQ = (pmt.intern(k) for k in (TAG_RX_TIME, TAG_RX_RATE, TAG_RX_FREQ))
+_TRUE_LABEL = pmt.intern(TAG_TRUE_LABEL)
+
+# WireFormatError.reason kinds (hqarf.wire), each counted as dropped_<reason>.
+WIRE_REASONS = ("truncated", "magic", "version", "level", "bits", "flags", "frame_count", "length",
+                "checksum", "fingerprint", "index_range", "padding", "scale")
+# Decoded frames per work() call at most: the output buffer is sized to hold this many.
+BATCH_FRAMES = 64
+
+
+class _Queued:
+    """A validated message waiting to be emitted; `done` frames of it already are."""
+    __slots__ = ("message", "tags", "labels", "done")
+
+    def __init__(self, message, tags, labels):
+        self.message = message
+        self.tags = tags        # [(key, value)] for the first frame
+        self.labels = labels    # per-frame true labels, or None
+        self.done = 0
+
+
+class decoder(gr.sync_block):
+    """HQARF Decoder: PDUs on message port `pdus` -> complex IQ frames, amplitude restored.
+
+    Each PDU `(metadata, u8vector)` from hqarf.encoder (directly, over ZMQ, from a file...) is
+    validated against this model (CRC, geometry, fingerprint) when it arrives and queued; work()
+    decodes the queue in batches and writes codec.frame_len samples per frame, equal to
+    `codec.decompress(bytes)`. Levels may change from one PDU to the next. Tags at every frame
+    start: `hqarf_level` and `hqarf_sequence` (longs); at a PDU's first frame also `rx_time`,
+    `rx_rate` and `rx_freq` when its metadata has rx_time / sample_rate / rx_freq; at every frame
+    `true_label` when the metadata carries labels (hqarf.modrec_sink scores with them).
+
+    Bad input never stops the flowgraph: a message that is not a (metadata, u8vector) pair is
+    counted in `dropped_malformed`; one that the wire format rejects in `dropped_<reason>`
+    (`fingerprint` for another model's PDUs, `checksum`, `truncated`, ...). Each kind is logged
+    once as a warning, then only counted. At most `max_queue` messages wait; more are dropped on
+    arrival and counted in `dropped_overflow`. A PDU whose sequence number is not the previous
+    one's + 1 counts one `sequence_gaps` (lost in transit, or a restarted sender) and, going
+    forward, adds the number skipped to `missing_messages`.
+
+    End: with no data the block sleeps in the scheduler (no spinning) and wakes when a message
+    arrives. It finishes once every queued frame is out and an upstream message block has
+    finished (GNU Radio posts "done" to the `system` port of message neighbours, e.g. when an
+    hqarf.encoder's input ends); a source that never finishes (ZMQ) needs tb.stop(). To end a
+    flowgraph fed by hand, post `pmt.cons(pmt.intern("done"), pmt.from_long(1))` to port `system`.
+
+    Counters: `counters()` returns received, accepted, decoded_messages, decoded_frames,
+    dropped_malformed, dropped_<reason> for every wire reason, dropped_overflow, sequence_gaps,
+    missing_messages, decode_errors, queued.
+    """
+
+    def __init__(self, model="", device="cpu", max_queue=64):
+        gr.sync_block.__init__(self, name="hqarf_decoder", in_sig=None, out_sig=[np.complex64])
+        self.max_queue = check_int("max_queue", max_queue, 1)
+        self.codec = load_codec(model or None, device=device)
+        self.frame_len = self.codec.frame_len
+        self.set_output_multiple(self.frame_len)
+        self.set_min_output_buffer(0, 2 * BATCH_FRAMES * self.frame_len)
+        self.set_max_noutput_items(BATCH_FRAMES * self.frame_len)
+        self.message_port_register_in(PDUS)
+        self.set_msg_handler(PDUS, self.handle_pdu)
+        self._queue: collections.deque = collections.deque()
+        self._expected_sequence = None
+        self._warned: set = set()
+        self._level_pmt = [pmt.from_long(level) for level in range(self.codec.levels)]
+        self._counts = {"received": 0, "accepted": 0, "decoded_messages": 0, "decoded_frames": 0,
+                        "dropped_malformed": 0, **{f"dropped_{r}": 0 for r in WIRE_REASONS},
+                        "dropped_overflow": 0, "sequence_gaps": 0, "missing_messages": 0,
+                        "decode_errors": 0}
+
+    def counters(self) -> dict:
+        return {**self._counts, "queued": len(self._queue)}
+
+    # -- message side: validate and queue only --------------------------------------------------
+    def handle_pdu(self, msg) -> None:
+        try:
+            self._handle(msg)
+        except Exception as exc:  # an exception here would abort the whole process
+            self._drop("malformed", f"dropping a message that could not be read: {exc!r}")
+
+    def _handle(self, msg) -> None:
+        self._counts["received"] += 1
+        if not pmt.is_pair(msg) or pmt.is_dict(msg) or not pmt.is_u8vector(pmt.cdr(msg)):
+            self._drop("malformed", "dropping a message that is not a PDU (a pair of metadata and "
+                                    f"u8vector): {_short(msg)}")
+            return
+        meta = pmt.car(msg)
+        if not (pmt.is_dict(meta) or pmt.is_null(meta)):
+            self._drop("malformed", f"dropping a PDU whose metadata is not a dictionary: {_short(meta)}")
+            return
+        try:
+            message = self.codec.parse(bytes(pmt.u8vector_elements(pmt.cdr(msg))))
+        except ValueError as exc:  # WireFormatError
+            reason = getattr(exc, "reason", "malformed")
+            self._drop(reason if reason in WIRE_REASONS else "malformed", f"dropping PDU: {exc}")
+            return
+        self._counts["accepted"] += 1
+        self._track_sequence(message.sequence)
+        if len(self._queue) >= self.max_queue:
+            self._drop("overflow", f"decoder queue full ({self.max_queue} messages): dropping PDUs "
+                                   f"until it drains; consider a larger max_queue or a lower rate")
+            return
+        tags, labels = _from_metadata(meta, message.frames)
+        self._queue.append(_Queued(message, tags, labels))
+
+    def _track_sequence(self, sequence: int) -> None:
+        expected = self._expected_sequence
+        if expected is not None and sequence != expected:
+            self._counts["sequence_gaps"] += 1
+            skipped = (sequence - expected) & 0xFFFFFFFF
+            if skipped < 0x80000000:  # forward jump: messages lost; backward: sender restarted
+                self._counts["missing_messages"] += skipped
+        self._expected_sequence = (sequence + 1) & 0xFFFFFFFF
+
+    def _drop(self, kind: str, text: str) -> None:
+        self._counts[f"dropped_{kind}"] += 1
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.logger.warn(f"{text} (further '{kind}' drops are counted, not logged)")
+
+    # -- stream side: decode and emit ----------------------------------------------------------
+    def work(self, input_items, output_items):
+        try:
+            return self._emit(output_items[0])
+        except Exception as exc:  # never let an exception reach the scheduler
+            self._counts["decode_errors"] += 1
+            self.logger.error(f"unexpected error, queued PDUs dropped: {exc!r}")
+            self._queue.clear()
+            return 0
+
+    def _emit(self, out) -> int:
+        L = self.frame_len
+        room = len(out) // L
+        if not self._queue or room == 0:
+            return 0  # the scheduler waits for a message (or finishes when upstream is done)
+        pieces = []
+        while room and self._queue:
+            entry = self._queue[0]
+            take = min(room, entry.message.frames - entry.done)
+            pieces.append((entry, entry.done, take))
+            entry.done += take
+            room -= take
+            if entry.done == entry.message.frames:
+                self._queue.popleft()
+                self._counts["decoded_messages"] += 1
+        written = 0
+        base = self.nitems_written(0)
+        i = 0
+        while i < len(pieces):
+            level = pieces[i][0].message.level
+            j = i
+            while j < len(pieces) and pieces[j][0].message.level == level:
+                j += 1
+            run = pieces[i:j]
+            indices = np.concatenate([e.message.indices[s:s + c] for e, s, c in run])
+            scales = np.concatenate([e.message.scales[s:s + c] for e, s, c in run])
+            try:
+                frames = self.codec.decode(indices, level) * scales[:, None]
+            except Exception as exc:
+                self._counts["decode_errors"] += 1
+                self.logger.error(f"decoding failed, {len(indices)} frames dropped: {exc!r}")
+                i = j
+                continue
+            out[written * L:(written + len(frames)) * L] = frames.reshape(-1)
+            for entry, first, count in run:
+                self._tag(entry, first, count, base + written * L, level)
+                written += count
+            i = j
+        self._counts["decoded_frames"] += written
+        return written * L
+
+    def _tag(self, entry: _Queued, first: int, count: int, offset: int, level: int) -> None:
+        L = self.frame_len
+        level_pmt = self._level_pmt[level]
+        sequence = pmt.from_long(entry.message.sequence)
+        if first == 0:
+            for key, value in entry.tags:
+                self.add_item_tag(0, offset, key, value)
+        for k in range(count):
+            at = offset + k * L
+            self.add_item_tag(0, at, TAG_LEVEL, level_pmt)
+            self.add_item_tag(0, at, TAG_SEQUENCE, sequence)
+            if entry.labels is not None:
+                self.add_item_tag(0, at, _TRUE_LABEL, pmt.from_long(entry.labels[first + k]))
+
+    def stop(self):
+        try:
+            drops = {k: v for k, v in self._counts.items() if k.startswith("dropped_") and v}
+            if drops or self._counts["sequence_gaps"]:
+                self.logger.info(f"decoded {self._counts['decoded_frames']} frames; dropped {drops}; "
+                                 f"sequence gaps {self._counts['sequence_gaps']}")
+        except Exception:
+            pass
+        return True
+
+
+def _from_metadata(meta, frames: int):
+    """(first-frame tags, per-frame labels or None) from PDU metadata; bad fields are ignored."""
+    tags, labels = [], None
+    if not pmt.is_dict(meta):
+        return tags, labels
+    rx_time = pmt.dict_ref(meta, META_RX_TIME, pmt.PMT_NIL)
+    if pmt.is_tuple(rx_time):
+        tags.append((_RX_TIME, rx_time))
+    rate = pmt.dict_ref(meta, META_SAMPLE_RATE, pmt.PMT_NIL)
+    if pmt.is_real(rate) or pmt.is_integer(rate):
+        tags.append((_RX_RATE, pmt.from_double(pmt.to_double(rate))))
+    freq = pmt.dict_ref(meta, META_RX_FREQ, pmt.PMT_NIL)
+    if pmt.is_real(freq) or pmt.is_integer(freq):
+        tags.append((_RX_FREQ, pmt.from_double(pmt.to_double(freq))))
+    vec = pmt.dict_ref(meta, META_TRUE_LABEL, pmt.PMT_NIL)
+    if pmt.is_s32vector(vec) and pmt.length(vec) == frames:
+        labels = [int(v) for v in pmt.s32vector_elements(vec)]
+    return tags, labels
+
+
+def _short(value, limit: int = 80) -> str:
+    text = pmt.write_string(value) if isinstance(value, pmt.pmt_base) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

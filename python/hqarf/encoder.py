@@ -1,0 +1,352 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""GNU Radio block: a complex IQ stream in, one compressed HQARF PDU per `frames_per_pdu` frames out.
+
+The block only frames samples, batches them and converts to PMT; the codec core
+(`Codec.encode` and `wire.pack`, exactly what `Codec.compress` does) turns frames into bytes.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from . import wire
+from .codec import frame_scales, load_codec
+
+PDUS = pmt.intern("pdus")
+
+# Stream tags the encoder reads (UHD's names) and the PDU metadata keys it writes.
+TAG_RX_TIME = "rx_time"            # (uint64 full seconds, double fractional seconds), as uhd.usrp_source
+TAG_RX_RATE = "rx_rate"            # double, samples per second, as uhd.usrp_source
+TAG_SAMPLE_RATE = "sample_rate"    # accepted as a synonym of rx_rate
+TAG_RX_FREQ = "rx_freq"            # double, Hz, as uhd.usrp_source
+TAG_TRUE_LABEL = "true_label"      # class index (integer) or class name (symbol); -1 = unknown
+
+META_LEVEL = pmt.intern("level")
+META_SEQUENCE = pmt.intern("sequence")
+META_PDU_NUM = pmt.intern("pdu_num")
+META_FRAMES = pmt.intern("frames")
+META_FINGERPRINT = pmt.intern("fingerprint")
+META_SAMPLE_START = pmt.intern("sample_start")
+META_RX_TIME = pmt.intern("rx_time")
+META_SAMPLE_RATE = pmt.intern("sample_rate")
+META_RX_FREQ = pmt.intern("rx_freq")
+META_TRUE_LABEL = pmt.intern("true_label")
+
+# How long complete frames of an unfinished PDU may wait for more input before they are sent as a
+# shorter PDU. This is how the tail of a finite stream gets out: GNU Radio gives a Python block
+# no end-of-stream signal, but a stream that has ended stops delivering samples.
+DEFAULT_FLUSH_AFTER_S = 0.1
+# Poll interval while waiting for input with frames pending (see general_work).
+_POLL_S = 0.002
+
+
+def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """An integer parameter (integral floats such as GRC's 2.0 accepted) within bounds, or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, (float, np.floating)) and (not math.isfinite(value) or value != int(value)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f"..{maximum}" if maximum is not None else " or more"
+        raise ValueError(f"{name} must be {minimum}{upper}, got {value}")
+    return value
+
+
+def label_index(value, classes) -> int | None:
+    """A true-label tag value (class index or class name PMT) -> class index, -1 for unknown,
+    None when the value is neither (the caller warns)."""
+    try:
+        if pmt.is_integer(value) or pmt.is_uint64(value):
+            index = int(pmt.to_long(value)) if pmt.is_integer(value) else int(pmt.to_uint64(value))
+        elif pmt.is_real(value):
+            index = int(pmt.to_double(value))
+        elif pmt.is_symbol(value):
+            name = pmt.symbol_to_string(value)
+            if name in classes:
+                return classes.index(name)
+            return int(name) if name.lstrip("-").isdigit() else None
+        else:
+            return None
+    except (ValueError, RuntimeError):
+        return None
+    if index < -1 or (classes and index >= len(classes)):
+        return None
+    return index
+
+
+class encoder(gr.basic_block):
+    """HQARF Encoder: complex IQ stream -> compressed PDUs on message port `pdus`.
+
+    Input samples are cut into frames of `codec.frame_len` (1024) samples, in stream order from
+    the first sample. Every `frames_per_pdu` frames become one PDU `(metadata, u8vector)` whose
+    bytes are exactly `codec.compress(frames, level, sequence)` (docs/wire-format.md). Metadata:
+    `level`, `sequence` and `pdu_num` (the same counter, from 0, +1 per PDU, 32-bit wrap in the
+    wire header), `frames`, `fingerprint` (model hex string), `sample_start` (input sample index
+    of the first frame), and where stream tags give them `rx_time` (UHD tuple, moved to the first
+    frame using the rate), `sample_rate` (from `rx_rate`), `rx_freq`, and `true_label` (an s32
+    vector, one class index per frame, -1 unknown; from sticky `true_label` tags: a tag applies
+    to the frames starting at or after it; class names are mapped through the model's classes).
+
+    Batching: all complete PDUs that the available input holds are encoded in one forward pass.
+    Partial PDU: complete frames wait for the rest of their PDU; if no new sample arrives for
+    `flush_after` seconds (0.1 s, `set_flush_after`; 0 = send whatever each call brings) they are
+    sent as a shorter PDU. That is how the tail of a file reaches the decoder before the
+    flowgraph ends, and it bounds latency when a stream stalls. Samples of an incomplete frame are
+    never sent: at the end they are dropped and counted in `samples_dropped`. On `tb.stop()`
+    complete frames still waiting are published from stop(), best effort (downstream blocks may
+    already have stopped).
+
+    Level: `set_level(level)` (GRC callback) validates and applies from the next PDU built.
+    Bad input: NaN/inf samples are replaced by 0, counted (`samples_nonfinite`) and warned about
+    once; an encoding failure drops that batch, counted (`frames_failed`) and logged; the
+    flowgraph keeps running. Construction raises ValueError for a bad parameter and
+    hqarf.WeightsError (naming the file) for a missing or corrupt model.
+
+    Counters (plain attributes, readable while running): frames_encoded, pdus_sent, bytes_sent,
+    samples_dropped, samples_nonfinite, frames_failed, short_pdus; `counters()` returns all.
+    """
+
+    def __init__(self, model="", level=0, frames_per_pdu=16, device="cpu", num_threads=1):
+        gr.basic_block.__init__(self, name="hqarf_encoder", in_sig=[np.complex64], out_sig=None)
+        self.frames_per_pdu = check_int("frames_per_pdu", frames_per_pdu, 1, wire.MAX_FRAMES)
+        num_threads = check_int("num_threads", num_threads, 0)
+        self.codec = load_codec(model or None, device=device)
+        self.frame_len = self.codec.frame_len
+        self._level = self._check_level(level)
+        self._classes = self.codec.classes
+        if num_threads:
+            import torch
+            torch.set_num_threads(num_threads)  # process-wide in PyTorch
+        self.message_port_register_out(PDUS)
+        self._fingerprint = pmt.intern(self.codec.fingerprint_hex)
+        self._flush_after = DEFAULT_FLUSH_AFTER_S
+
+        capacity = self.frame_len * self.frames_per_pdu + (1 << 16)
+        self._buf = np.zeros(capacity, np.complex64)
+        self._fill = 0            # samples in _buf
+        self._buf_offset = 0      # input sample index of _buf[0]
+        self._held = 0            # items left unconsumed in GNU Radio's buffer, already copied
+        self._last_input = time.monotonic()
+        self._sequence = 0
+        # Sticky tag state: lists of (offset, value), oldest first, pruned as frames leave.
+        self._times: list = []
+        self._labels: list = []
+        self._freqs: list = []
+        self._rate = None
+        self._warned: set = set()
+
+        self.frames_encoded = 0
+        self.pdus_sent = 0
+        self.bytes_sent = 0
+        self.samples_dropped = 0
+        self.samples_nonfinite = 0
+        self.frames_failed = 0
+        self.short_pdus = 0
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _check_level(self, level) -> int:
+        return check_int("level", level, 0, self.codec.levels - 1)
+
+    def level(self) -> int:
+        return self._level
+
+    def set_level(self, level) -> None:
+        """Change the level; applies from the next PDU. Raises ValueError for an invalid level."""
+        self._level = self._check_level(level)
+
+    def flush_after(self) -> float:
+        return self._flush_after
+
+    def set_flush_after(self, seconds) -> None:
+        seconds = float(seconds)
+        if not seconds >= 0:
+            raise ValueError(f"flush_after must be >= 0 seconds, got {seconds}")
+        self._flush_after = seconds
+
+    def counters(self) -> dict:
+        return {"frames_encoded": self.frames_encoded, "pdus_sent": self.pdus_sent,
+                "bytes_sent": self.bytes_sent, "samples_dropped": self.samples_dropped,
+                "samples_nonfinite": self.samples_nonfinite, "frames_failed": self.frames_failed,
+                "short_pdus": self.short_pdus, "frames_pending": self._fill // self.frame_len}
+
+    # -- scheduler ----------------------------------------------------------------------------
+    def general_work(self, input_items, output_items):
+        try:
+            return self._work(input_items[0])
+        except Exception as exc:  # an exception here would abort the whole process
+            self.logger.error(f"unexpected error, input dropped: {exc!r}")
+            self.consume(0, len(input_items[0]))
+            self._held = 0
+            return 0
+
+    def _work(self, samples) -> int:
+        n = len(samples)
+        fresh = n - self._held
+        now = time.monotonic()
+        if fresh > 0:
+            start = self.nitems_read(0) + self._held
+            self._read_tags(start, start + fresh)
+            self._append(samples[self._held:])
+            self._last_input = now
+        idle = now - self._last_input
+        complete = self._fill // self.frame_len
+        flush = complete > 0 and (self._flush_after == 0 or (fresh <= 0 and idle >= self._flush_after))
+        self._send(flush)
+        # While complete frames wait for their PDU, leave one (already copied) item in GNU
+        # Radio's buffer: the scheduler keeps calling us only while input is there, and these
+        # calls are what notice that the input has stopped (end of a file) and flush the tail.
+        keep = 1 if (self._fill >= self.frame_len and n > 0) else 0
+        self.consume(0, n - keep)
+        self._held = keep
+        if keep and fresh <= 0:
+            time.sleep(min(_POLL_S, max(0.0, self._flush_after - idle)) or _POLL_S)
+        return 0
+
+    def stop(self):
+        try:
+            if self._fill >= self.frame_len:
+                self._send(flush=True)
+            if self._fill:
+                self.samples_dropped += self._fill
+                self.logger.info(f"end of stream: dropped {self._fill} samples of an incomplete frame")
+                self._buf_offset += self._fill
+                self._fill = 0
+        except Exception as exc:  # never raise from stop(): it would abort the process
+            self.logger.error(f"error while flushing at stop: {exc!r}")
+        return True
+
+    # -- internals ----------------------------------------------------------------------------
+    def _append(self, samples) -> None:
+        need = self._fill + len(samples)
+        if need > len(self._buf):
+            grown = np.zeros(max(need, 2 * len(self._buf)), np.complex64)
+            grown[:self._fill] = self._buf[:self._fill]
+            self._buf = grown
+        self._buf[self._fill:need] = samples
+        self._fill = need
+
+    def _read_tags(self, start: int, stop: int) -> None:
+        for tag in self.get_tags_in_range(0, start, stop):
+            key = pmt.symbol_to_string(tag.key)
+            try:
+                if key == TAG_RX_TIME:
+                    secs = pmt.to_uint64(pmt.tuple_ref(tag.value, 0))
+                    frac = pmt.to_double(pmt.tuple_ref(tag.value, 1))
+                    self._times.append((tag.offset, int(secs), float(frac)))
+                elif key in (TAG_RX_RATE, TAG_SAMPLE_RATE):
+                    rate = pmt.to_double(tag.value)
+                    self._rate = rate if rate > 0 else None
+                elif key == TAG_RX_FREQ:
+                    self._freqs.append((tag.offset, pmt.to_double(tag.value)))
+                elif key == TAG_TRUE_LABEL:
+                    index = label_index(tag.value, self._classes)
+                    if index is None:
+                        self._warn_once("label", f"ignoring true_label tag {tag.value}: not a class "
+                                                 f"index or one of {self._classes}")
+                    else:
+                        self._labels.append((tag.offset, index))
+            except (RuntimeError, ValueError, TypeError) as exc:
+                self._warn_once(key, f"ignoring malformed {key} tag {tag.value}: {exc}")
+
+    def _send(self, flush: bool) -> None:
+        """Encode and publish every complete PDU in the buffer; with `flush` also the complete
+        frames of an unfinished PDU, as a shorter PDU."""
+        L, fpp = self.frame_len, self.frames_per_pdu
+        complete = self._fill // L
+        count = complete if flush else (complete // fpp) * fpp
+        if count == 0:
+            return
+        frames = self._buf[:count * L].reshape(count, L)
+        finite = np.isfinite(frames.view(np.float32)).all()
+        if not finite:
+            bad = ~np.isfinite(frames.view(np.float32)).reshape(count, L, 2).all(axis=2)
+            self.samples_nonfinite += int(bad.sum())
+            self._warn_once("nonfinite", "NaN or infinite input samples replaced by 0 (counted in "
+                                         "samples_nonfinite)")
+            frames = np.where(bad, np.complex64(0), frames)
+        level = self._level
+        try:
+            codes = self.codec.encode(frames, level)
+            scales = frame_scales(frames)
+        except Exception as exc:
+            self.frames_failed += count
+            self.logger.error(f"encoding failed, {count} frames dropped: {exc!r}")
+        else:
+            for first in range(0, count, fpp):
+                last = min(first + fpp, count)
+                blob = wire.pack(codes[first:last], scales[first:last], level=level,
+                                 bits=self.codec.bits_per_index, fingerprint=self.codec.fingerprint,
+                                 sequence=self._sequence)
+                meta = self._metadata(level, last - first, self._buf_offset + first * L)
+                self.message_port_pub(PDUS, pmt.cons(meta, pmt.init_u8vector(len(blob), list(blob))))
+                self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+                self.pdus_sent += 1
+                self.bytes_sent += len(blob)
+                self.frames_encoded += last - first
+                self.short_pdus += (last - first) < fpp
+        used = count * L
+        rest = self._fill - used
+        self._buf[:rest] = self._buf[used:self._fill]
+        self._fill = rest
+        self._buf_offset += used
+        self._prune(self._buf_offset)
+
+    def _metadata(self, level: int, frames: int, first: int):
+        meta = pmt.make_dict()
+        meta = pmt.dict_add(meta, META_LEVEL, pmt.from_long(level))
+        meta = pmt.dict_add(meta, META_SEQUENCE, pmt.from_long(self._sequence))
+        meta = pmt.dict_add(meta, META_PDU_NUM, pmt.from_uint64(self._sequence))
+        meta = pmt.dict_add(meta, META_FRAMES, pmt.from_long(frames))
+        meta = pmt.dict_add(meta, META_FINGERPRINT, self._fingerprint)
+        meta = pmt.dict_add(meta, META_SAMPLE_START, pmt.from_uint64(first))
+        if self._rate:
+            meta = pmt.dict_add(meta, META_SAMPLE_RATE, pmt.from_double(self._rate))
+        when = _sticky(self._times, first)
+        if when is not None:
+            offset, secs, frac = when
+            if offset != first and self._rate:
+                frac += (first - offset) / self._rate
+                whole = math.floor(frac)
+                secs, frac = secs + whole, frac - whole
+            if offset == first or self._rate:
+                meta = pmt.dict_add(meta, META_RX_TIME,
+                                    pmt.make_tuple(pmt.from_uint64(secs), pmt.from_double(frac)))
+        freq = _sticky(self._freqs, first)
+        if freq is not None:
+            meta = pmt.dict_add(meta, META_RX_FREQ, pmt.from_double(freq[1]))
+        if self._labels:
+            L = self.frame_len
+            labels = [_sticky_value(self._labels, first + i * L, -1) for i in range(frames)]
+            meta = pmt.dict_add(meta, META_TRUE_LABEL, pmt.init_s32vector(frames, labels))
+        return meta
+
+    def _prune(self, offset: int) -> None:
+        """Forget sticky tags superseded before `offset` (keep the one still in force)."""
+        for entries in (self._times, self._labels, self._freqs):
+            while len(entries) > 1 and entries[1][0] <= offset:
+                entries.pop(0)
+
+    def _warn_once(self, kind: str, text: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.logger.warn(f"{text} (further occurrences are not logged)")
+
+
+def _sticky(entries: list, offset: int):
+    """The last (offset, ...) entry at or before `offset`, or None."""
+    found = None
+    for entry in entries:
+        if entry[0] > offset:
+            break
+        found = entry
+    return found
+
+
+def _sticky_value(entries: list, offset: int, default):
+    found = _sticky(entries, offset)
+    return default if found is None else found[1]

@@ -1,0 +1,306 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Headless flowgraphs built from the hqarf blocks, shared by the tests, the demo and the benchmark.
+
+loopback(): frames -> encoder -> decoder -> modrec_sink in one process. sensor() / cloud(): the same
+split over ZMQ PUB/SUB. encoder_benchmark() / decoder_benchmark(): one block alone, timed.
+run_demo(): a recording through all of it, printed as a table.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pmt
+from gnuradio import blocks, gr
+
+from .decoder import decoder
+from .encoder import TAG_TRUE_LABEL, encoder
+from .modrec_sink import modrec_sink
+
+DEFAULT_RECORDING = Path(__file__).resolve().parents[2] / "examples" / "data" / "6mod_sample.sigmf-data"
+# Output buffer of the sample sources, in samples: one work() call of an encoder or a modrec_sink
+# sees at most this much, so it bounds the batch (GNU Radio's default would be 8192).
+SOURCE_BUFFER = 1 << 16
+
+
+def frame_source(frames, labels=None, repeat=False):
+    """A vector source of the frames' samples; with `labels` (one class index per frame) a
+    `true_label` tag at every frame start, as a labelled recording would give."""
+    frames = np.asarray(frames, dtype=np.complex64)
+    tags = []
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if len(labels) != len(frames):
+            raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
+        key = pmt.intern(TAG_TRUE_LABEL)
+        tags = [gr.tag_utils.python_to_tag((i * frames.shape[1], key, pmt.from_long(int(label))))
+                for i, label in enumerate(labels)]
+    source = blocks.vector_source_c(frames.reshape(-1).tolist(), repeat, 1, tags)
+    source.set_min_output_buffer(SOURCE_BUFFER)
+    return source
+
+
+class PduCounter(gr.basic_block):
+    """Counts PDUs, their payload bytes and their serialized size (what a ZMQ message sink sends)."""
+
+    def __init__(self):
+        gr.basic_block.__init__(self, name="hqarf_pdu_counter", in_sig=None, out_sig=None)
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self.handle)
+        self.pdus = 0
+        self.payload_bytes = 0
+        self.serialized_bytes = 0
+
+    def handle(self, msg):
+        self.pdus += 1
+        if pmt.is_pair(msg) and pmt.is_u8vector(pmt.cdr(msg)):
+            self.payload_bytes += pmt.length(pmt.cdr(msg))
+        self.serialized_bytes += len(pmt.serialize_str(msg))
+
+
+def pdus_from(debug) -> list:
+    """The payload bytes of every PDU a message_debug stored, in order."""
+    return [bytes(pmt.u8vector_elements(pmt.cdr(debug.get_message(i))))
+            for i in range(debug.num_messages())]
+
+
+def classifications_from(debug) -> list:
+    """The classification dicts a message_debug stored from a modrec_sink, as Python dicts."""
+    return [pmt.to_python(debug.get_message(i)) for i in range(debug.num_messages())]
+
+
+class Loopback(gr.top_block):
+    """frames -> encoder -> decoder -> modrec_sink; `pdus` and `classified` are message_debugs
+    storing the PDUs and the classification messages when built with collect=True, `samples` a
+    vector sink of the reconstruction with keep_samples=True. The classifier comes from `model`
+    unless `classifier_model` names another directory."""
+
+    def __init__(self, model, level, source_frames, labels=None, frames_per_pdu=16, true_label=-1,
+                 device="cpu", num_threads=1, max_queue=None, collect=False, keep_samples=False,
+                 classifier_model=None):
+        gr.top_block.__init__(self, "hqarf loopback")
+        frames = np.asarray(source_frames, dtype=np.complex64)
+        if max_queue is None:  # an unthrottled source outruns the decoder: queue every PDU
+            max_queue = math.ceil(len(frames) / frames_per_pdu) + 1
+        self.source = frame_source(frames, labels)
+        self.encoder = encoder(model=model, level=level, frames_per_pdu=frames_per_pdu,
+                               device=device, num_threads=num_threads)
+        self.decoder = decoder(model=model, device=device, max_queue=max_queue)
+        self.modrec = modrec_sink(model=model if classifier_model is None else classifier_model,
+                                  true_label=true_label, device=device, num_threads=num_threads)
+        self.connect(self.source, self.encoder)
+        self.msg_connect(self.encoder, "pdus", self.decoder, "pdus")
+        self.connect(self.decoder, self.modrec)
+        self.pdus = self.classified = self.samples = None
+        if collect:
+            self.pdus = blocks.message_debug()
+            self.classified = blocks.message_debug()
+            self.msg_connect(self.encoder, "pdus", self.pdus, "store")
+            self.msg_connect(self.modrec, "classification", self.classified, "store")
+        if keep_samples:
+            self.samples = blocks.vector_sink_c()
+            self.connect(self.decoder, self.samples)
+
+
+def loopback(model, level, source_frames, **kwargs) -> Loopback:
+    """Build (not run) a loopback flowgraph; see Loopback. tb.run() returns when all is through."""
+    return Loopback(model, level, source_frames, **kwargs)
+
+
+class Sensor(gr.top_block):
+    """frames -> encoder -> ZMQ PUB message sink bound to `address` (`self.address` is the real
+    endpoint, so "tcp://127.0.0.1:*" picks a free port). `counter` measures what is published."""
+
+    def __init__(self, model, level, source_frames, address="tcp://127.0.0.1:*", labels=None,
+                 frames_per_pdu=16, device="cpu", num_threads=1, timeout_ms=100, collect=False):
+        from gnuradio import zeromq
+        gr.top_block.__init__(self, "hqarf sensor")
+        self.source = frame_source(source_frames, labels)
+        self.encoder = encoder(model=model, level=level, frames_per_pdu=frames_per_pdu,
+                               device=device, num_threads=num_threads)
+        self.publisher = zeromq.pub_msg_sink(address, timeout_ms, True)
+        self.address = self.publisher.last_endpoint()
+        self.counter = PduCounter()
+        self.connect(self.source, self.encoder)
+        self.msg_connect(self.encoder, "pdus", self.publisher, "in")
+        self.msg_connect(self.encoder, "pdus", self.counter, "in")
+        self.pdus = None
+        if collect:
+            self.pdus = blocks.message_debug()
+            self.msg_connect(self.encoder, "pdus", self.pdus, "store")
+
+
+def sensor(model, level, source_frames, **kwargs) -> Sensor:
+    return Sensor(model, level, source_frames, **kwargs)
+
+
+class Cloud(gr.top_block):
+    """ZMQ SUB message source connected to `address` -> decoder -> modrec_sink. Runs until stopped.
+    `collect`, `keep_samples` and `classifier_model` as in Loopback."""
+
+    def __init__(self, model, address, true_label=-1, max_queue=64, device="cpu", num_threads=1,
+                 timeout_ms=100, collect=False, keep_samples=False, classifier_model=None):
+        from gnuradio import zeromq
+        gr.top_block.__init__(self, "hqarf cloud")
+        self.subscriber = zeromq.sub_msg_source(address, timeout_ms, False)
+        self.decoder = decoder(model=model, device=device, max_queue=max_queue)
+        self.modrec = modrec_sink(model=model if classifier_model is None else classifier_model,
+                                  true_label=true_label, device=device, num_threads=num_threads)
+        self.msg_connect(self.subscriber, "out", self.decoder, "pdus")
+        self.connect(self.decoder, self.modrec)
+        self.classified = self.samples = None
+        if collect:
+            self.classified = blocks.message_debug()
+            self.msg_connect(self.modrec, "classification", self.classified, "store")
+        if keep_samples:
+            self.samples = blocks.vector_sink_c()
+            self.connect(self.decoder, self.samples)
+
+
+def cloud(model, address, **kwargs) -> Cloud:
+    return Cloud(model, address, **kwargs)
+
+
+def run_split(sensor_tb: Sensor, cloud_tb: Cloud, frames: int, timeout_s: float = 60.0,
+              settle_s: float = 0.5) -> float:
+    """Run a sensor and a cloud flowgraph until the cloud has classified `frames` frames.
+
+    The cloud starts first and gets `settle_s` to subscribe (a PUB socket drops what it sends
+    before a subscriber is connected). Returns the seconds from sensor start to the last frame;
+    raises TimeoutError (after stopping both) if the frames do not all arrive in `timeout_s`."""
+    cloud_tb.start()
+    try:
+        time.sleep(settle_s)
+        began = time.monotonic()
+        sensor_tb.start()
+        deadline = began + timeout_s
+        while cloud_tb.modrec.frames() < frames and time.monotonic() < deadline:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - began
+        sensor_tb.wait()
+        if cloud_tb.modrec.frames() < frames:
+            raise TimeoutError(f"cloud classified {cloud_tb.modrec.frames()} of {frames} frames in "
+                               f"{timeout_s} s; decoder counters {cloud_tb.decoder.counters()}")
+        return elapsed
+    finally:
+        cloud_tb.stop()
+        cloud_tb.wait()
+        sensor_tb.stop()
+        sensor_tb.wait()
+
+
+# -- benchmarks ----------------------------------------------------------------------------------
+def encoder_benchmark(model, level, frames, frames_per_pdu=16, device="cpu", num_threads=1) -> dict:
+    """Time vector source -> encoder over `frames`; Msps counts input samples per wall second."""
+    frames = np.asarray(frames, dtype=np.complex64)
+    tb = gr.top_block("hqarf encoder benchmark")
+    source = frame_source(frames)
+    block = encoder(model=model, level=level, frames_per_pdu=frames_per_pdu, device=device,
+                    num_threads=num_threads)
+    tb.connect(source, block)
+    began = time.perf_counter()
+    tb.run()
+    seconds = time.perf_counter() - began
+    return {"frames": block.frames_encoded, "seconds": seconds, "pdus": block.pdus_sent,
+            "bytes": block.bytes_sent, "msps": frames.size / seconds / 1e6}
+
+
+def decoder_benchmark(model, blobs, device="cpu") -> dict:
+    """Time a decoder emitting every frame of the PDUs `blobs` (queued before start) to a null sink."""
+    tb = gr.top_block("hqarf decoder benchmark")
+    block = decoder(model=model, device=device, max_queue=len(blobs) + 1)
+    sink = blocks.null_sink(gr.sizeof_gr_complex)
+    tb.connect(block, sink)
+    port = pmt.intern("pdus")
+    raw = block.to_basic_block()
+    for blob in blobs:
+        raw._post(port, pmt.cons(pmt.make_dict(), pmt.init_u8vector(len(blob), list(blob))))
+    raw._post(pmt.intern("system"), pmt.cons(pmt.intern("done"), pmt.from_long(1)))
+    began = time.perf_counter()
+    tb.run()
+    seconds = time.perf_counter() - began
+    frames = block.counters()["decoded_frames"]
+    return {"frames": frames, "seconds": seconds, "msps": frames * block.frame_len / seconds / 1e6}
+
+
+# -- demo ----------------------------------------------------------------------------------------
+def load_labelled_frames(recording, classes, frames_per_class=None, frame_len=1024):
+    """Frames and class indices from a SigMF recording labelled per frame (core:label annotations).
+
+    Frames whose label is missing or not one of `classes` are skipped; with `frames_per_class`,
+    the first that many frames of each class are kept, in recording order."""
+    from . import sigmf
+    samples, metadata = sigmf.read_recording(recording)
+    count = len(samples) // frame_len
+    names = sigmf.frame_labels(metadata, count, frame_len)
+    keep, seen = [], {}
+    for i, name in enumerate(names):
+        if name in classes and (frames_per_class is None or seen.get(name, 0) < frames_per_class):
+            seen[name] = seen.get(name, 0) + 1
+            keep.append(i)
+    frames = samples[:count * frame_len].reshape(count, frame_len)[keep]
+    labels = np.array([classes.index(names[i]) for i in keep], np.int64)
+    return frames, labels
+
+
+def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=sys.stdout,
+             frames_per_pdu=16, split_level=None, num_threads=1) -> dict:
+    """Run the file loopback at every level and the sensor/cloud split over ZMQ; print a table.
+
+    `recording`: a SigMF recording with one core:label annotation per frame (default
+    examples/data/6mod_sample). Returns the numbers printed, as a dict."""
+    from . import load_classifier, load_codec
+    codec = load_codec(model)
+    classifier = load_classifier(model)
+    recording = Path(recording) if recording else DEFAULT_RECORDING
+    frames, labels = load_labelled_frames(recording, classifier.classes, frames_per_class,
+                                          codec.frame_len)
+    if not len(frames):
+        raise ValueError(f"{recording}: no frame labelled with one of {classifier.classes}")
+    levels = list(range(codec.levels)) if levels is None else [int(v) for v in levels]
+    raw_bytes = frames.size * 8
+    print(f"{len(frames)} frames of {codec.frame_len} samples from {recording.name}, "
+          f"{len(set(labels.tolist()))} classes; model {codec.fingerprint_hex}", file=out)
+    raw_accuracy = float((classifier.predict(frames) == labels).mean())
+    print(f"ModRec accuracy on the original frames: {raw_accuracy:.3f}\n", file=out)
+    header = f"{'level':>5} {'ratio':>8} {'bytes/frame':>12} {'accuracy':>9} {'Msps':>7}"
+    print(header + "\n" + "-" * len(header), file=out)
+    rows = []
+    for level in levels:
+        tb = loopback(model, level, frames, labels=labels, frames_per_pdu=frames_per_pdu,
+                      num_threads=num_threads)
+        began = time.perf_counter()
+        tb.run()
+        seconds = time.perf_counter() - began
+        row = {"level": level, "compression_ratio": codec.compression_ratio(level),
+               "bytes_per_frame": tb.encoder.bytes_sent / max(1, tb.encoder.frames_encoded),
+               "accuracy": tb.modrec.accuracy(), "msps": frames.size / seconds / 1e6,
+               "frames": tb.modrec.frames()}
+        rows.append(row)
+        print(f"{level:>5} {row['compression_ratio']:>7.1f}x {row['bytes_per_frame']:>12.1f} "
+              f"{row['accuracy']:>9.3f} {row['msps']:>7.3f}", file=out)
+        del tb
+    print("(Msps: samples through encoder, decoder and ModRec per second of wall clock, start-up "
+          "included)", file=out)
+    split_level = levels[len(levels) // 2] if split_level is None else int(split_level)
+    sensor_tb = sensor(model, split_level, frames, labels=labels, frames_per_pdu=frames_per_pdu,
+                       num_threads=num_threads)
+    cloud_tb = cloud(model, sensor_tb.address, max_queue=math.ceil(len(frames) / frames_per_pdu) + 1,
+                     num_threads=num_threads)
+    run_split(sensor_tb, cloud_tb, len(frames))
+    counter = sensor_tb.counter
+    split = {"level": split_level, "address": sensor_tb.address, "pdus": counter.pdus,
+             "payload_bytes": counter.payload_bytes, "socket_bytes": counter.serialized_bytes,
+             "raw_bytes": raw_bytes, "accuracy": cloud_tb.modrec.accuracy(),
+             "frames": cloud_tb.modrec.frames(), "sequence_gaps": cloud_tb.decoder.counters()["sequence_gaps"]}
+    print(f"\nsensor -> cloud over ZMQ ({split['address']}), level {split_level}, "
+          f"{frames_per_pdu} frames per PDU:", file=out)
+    print(f"  {split['frames']} frames in {split['pdus']} PDUs, {split['sequence_gaps']} sequence gaps, "
+          f"ModRec accuracy {split['accuracy']:.3f}", file=out)
+    print(f"  bytes over the socket {split['socket_bytes']} (HQARF payload {split['payload_bytes']}, "
+          f"PMT metadata and framing {split['socket_bytes'] - split['payload_bytes']}) vs raw "
+          f"complex64 IQ {raw_bytes}: {raw_bytes / split['socket_bytes']:.1f}x smaller", file=out)
+    return {"raw_accuracy": raw_accuracy, "levels": rows, "split": split}
