@@ -253,6 +253,8 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
     `recording`: a SigMF recording with one core:label annotation per frame (default
     examples/data/6mod_sample). Returns the numbers printed, as a dict."""
     from . import load_classifier, load_codec
+    # The table is the report: keep the blocks' per-run info lines (summaries at stop) out of it.
+    gr.logging().set_default_level(gr.log_levels.warn)
     codec = load_codec(model)
     classifier = load_classifier(model)
     recording = Path(recording) if recording else DEFAULT_RECORDING
