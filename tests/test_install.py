@@ -22,6 +22,7 @@ def test_cmake_install_into_prefix(tmp_path, tiny_model_dir):
 
     site = next(prefix.glob("lib/python3*/site-packages"))
     assert (site / "gnuradio" / "hqarf" / "codec.py").is_file()
+    assert (site / "gnuradio" / "hqarf" / "data" / "6mod_sample.sigmf-data").is_file()
     assert sorted(p.name for p in (prefix / "share/gnuradio/grc/blocks").glob("*.yml")) == \
         sorted(p.name for p in (ROOT / "grc").glob("*.yml"))
     app = prefix / "bin" / "gr-hqarf"
@@ -30,8 +31,9 @@ def test_cmake_install_into_prefix(tmp_path, tiny_model_dir):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)
     code = ("import gnuradio.hqarf as h, sys; print(h.__file__); "
-            f"c = h.load_codec({str(tiny_model_dir)!r}); print(c.levels, c.bits_per_index)")
+            f"c = h.load_codec({str(tiny_model_dir)!r}); print(c.levels, c.bits_per_index); "
+            "from gnuradio.hqarf import flowgraphs; print(flowgraphs.DEFAULT_RECORDING.is_file(), h.encoder.__name__)")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True,
                          capture_output=True, text=True).stdout.split()
     assert out[0].startswith(str(site)), out
-    assert out[1:] == ["5", "6"]
+    assert out[1:] == ["5", "6", "True", "encoder"]

@@ -20,7 +20,11 @@ from .decoder import decoder
 from .encoder import TAG_TRUE_LABEL, encoder
 from .modrec_sink import modrec_sink
 
-DEFAULT_RECORDING = Path(__file__).resolve().parents[2] / "examples" / "data" / "6mod_sample.sigmf-data"
+# The sample recording: in a checkout under examples/data, installed by CMake beside the package.
+DEFAULT_RECORDING = next((p for p in (
+    Path(__file__).resolve().parents[2] / "examples" / "data" / "6mod_sample.sigmf-data",
+    Path(__file__).resolve().parent / "data" / "6mod_sample.sigmf-data") if p.exists()),
+    Path(__file__).resolve().parent / "data" / "6mod_sample.sigmf-data")
 # Output buffer of the sample sources, in samples: one work() call of an encoder or a modrec_sink
 # sees at most this much, so it bounds the batch (GNU Radio's default would be 8192).
 SOURCE_BUFFER = 1 << 16
