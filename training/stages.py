@@ -121,7 +121,7 @@ class LevelObjective(nn.Module):
     def forward(self, x, tau: float):
         lvl = self.model.levels[self.level]
         target = lvl.prepare(self.lower_latent(x))
-        y, kl, commit, idx = lvl.forward_train(target, tau, self.quantize)
+        y, kl, commit, idx = lvl.forward_train(target, tau, self.quantize, self.coefs.get("hard", False))
         dims = target.numel()
         mse = (y - target).pow(2).sum()
         cos = (1 - F.cosine_similarity(y, target, dim=1, eps=1e-6)).sum()

@@ -49,7 +49,7 @@ PRESETS = {
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
         classifier_epochs=2, classifier_batch=64, classifier_lr=3e-3,
         level_epochs=dict(hae=2, hqarf_nokl=2, hqarf=1), batch=64, lr=1e-3,
-        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1), reset_every=20, stats_frames=1024),
+        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, hard=True), reset_every=20, stats_frames=1024),
     # The papers' sizes and epochs, for a GPU.
     "paper": dict(
         data=dict(train=4000, val=1000, test=1000), codec={},

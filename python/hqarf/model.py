@@ -174,13 +174,17 @@ class Quantizer(nn.Module):
         """(B, T) indices -> (B, D, T) codewords."""
         return F.embedding(idx, self.codebook).transpose(1, 2)
 
-    def relaxed(self, z: torch.Tensor, tau: float):
-        """Training path: soft Gumbel-softmax sample, KL to a uniform prior, commitment term."""
+    def relaxed(self, z: torch.Tensor, tau: float, hard: bool = False):
+        """Training path: Gumbel-softmax sample, KL to a uniform prior, commitment term.
+
+        hard=False is the papers' soft relaxation (the decoder sees mixtures of codewords); hard=True
+        is the straight-through variant: the forward pass uses one sampled codeword, as inference
+        does, and the gradient is the soft sample's."""
         d = self.distances(z)
         logits = -d
         log_q = torch.log_softmax(logits, -1)
         q = log_q.exp()
-        soft = F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
+        soft = F.gumbel_softmax(logits, tau=tau, hard=hard, dim=-1)
         z_q = (soft @ self.codebook).transpose(1, 2)
         K = self.codebook.shape[0]
         kl = (q * (log_q + math.log(K))).sum()
@@ -225,11 +229,11 @@ class Level(nn.Module):
     def restore(self, y: torch.Tensor) -> torch.Tensor:
         return self.norm.denormalise(y) if self.norm is not None else y
 
-    def forward_train(self, target: torch.Tensor, tau: float, quantize: bool = True):
+    def forward_train(self, target: torch.Tensor, tau: float, quantize: bool = True, hard: bool = False):
         """target: this level's (normalised) input. Returns reconstruction of it and loss terms."""
         z_e = self.encoder(target)
         if quantize:
-            z_q, kl, commit, idx = self.quantizer.relaxed(z_e, tau)
+            z_q, kl, commit, idx = self.quantizer.relaxed(z_e, tau, hard)
         else:
             z_q, idx = z_e, None
             kl = commit = z_e.new_zeros(())
