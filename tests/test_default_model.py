@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped default model: it loads with no argument, its provenance is complete, and on fresh
+held-out frames it still does what its manifest claims."""
+import json
+
+import numpy as np
+import pytest
+
+from gnuradio import hqarf
+from gnuradio.hqarf.weights import DEFAULT_MODEL_DIR
+
+
+
+@pytest.fixture(scope="module")
+def test_frames():
+    from training.data import DataConfig, generate
+    return generate("test", 50, DataConfig(), progress=False)
+
+
+def test_loads_without_arguments_and_is_small():
+    codec, clf = hqarf.load_codec(), hqarf.load_classifier()
+    assert (codec.levels, codec.frame_len, codec.bits_per_index) == (5, 1024, 6)
+    assert clf.classes == codec.classes == ["4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256"]
+    assert sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir()) < 25e6
+
+
+def test_provenance_is_complete():
+    manifest = json.loads((DEFAULT_MODEL_DIR / "codec.json").read_text())
+    prov = manifest["provenance"]
+    assert prov["preset"] == "default" and "training/train.py" in prov["command"]
+    assert len(prov["commit"]) >= 40 and isinstance(prov["seed"], int)
+    assert prov["data"]["key"] and prov["durations_s"]["classifier"] > 0
+    from training.data import DataConfig
+    assert prov["data"]["key"] == DataConfig().key(), "the model was trained on data this checkout no longer generates"
+    assert len(manifest["metrics"]["accuracy_per_level"]) == 5
+    assert (DEFAULT_MODEL_DIR / "PROVENANCE.md").is_file()
+
+
+def test_accuracy_on_fresh_test_frames_matches_the_manifest(test_frames):
+    x, y = test_frames  # the first 50 per class of the test split the manifest's figures came from
+    codec, clf = hqarf.load_codec(), hqarf.load_classifier()
+    claimed = codec.manifest["metrics"]["accuracy_per_level"]
+    assert (clf.predict(x) == y).mean() >= 0.99
+    for level in range(codec.levels):
+        xhat = codec.decompress(codec.compress(x, level))
+        accuracy = (clf.predict(xhat) == y).mean()
+        # 300 of the 6000 frames behind the claim: allow their sampling spread (about 3 sigma).
+        assert abs(accuracy - claimed[level]) <= 0.09, f"level {level}: {accuracy:.3f} vs claimed {claimed[level]:.3f}"
