@@ -12,6 +12,7 @@ export PYTHONPATH="$root/shim:$root${PYTHONPATH:+:$PYTHONPATH}"
 export GRC_BLOCKS_PATH="$root/grc"
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 py="$root/.venv/bin/python"
+export PATH="$root/.venv/bin:$PATH"
 
 case "$cmd" in
   setup) ;;
