@@ -94,6 +94,18 @@ def test_dead_code_reset_moves_least_used_code():
     assert not q.reset_dead_codes()
 
 
+def test_dead_code_reset_moves_several_codes_to_used_ones():
+    torch.manual_seed(0)
+    q = Quantizer(6, 3)
+    q.usage.copy_(torch.tensor([100.0, 0.0, 50.0, 1.0, 0.0, 2.0]))
+    before = q.codebook.detach().clone()
+    assert q.reset_dead_codes(max_codes=2) == 2
+    moved = [i for i in range(6) if not torch.equal(q.codebook[i], before[i])]
+    assert moved == [1, 4]  # the two least used (both unused); codes 3 and 5 wait for the next check
+    for i in moved:  # each now sits next to a used code (0 or 2)
+        assert min(torch.dist(q.codebook[i], before[j]) for j in (0, 2)) < 0.1
+
+
 def test_relaxed_quantiser_terms():
     torch.manual_seed(0)
     q = Quantizer(8, 4)

@@ -195,7 +195,7 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
 
     objective = LevelObjective(model, level, quantize, coefs, classifier if coefs.get("task", 0) > 0 else None)
     wrapped = maybe_ddp(objective, ctx)
-    epochs = cfg["level_epochs"][stage]
+    epochs = cfg.get("epochs_override") or cfg["level_epochs"][stage]
     batch = cfg["batch"]
     per_epoch = max(1, (len(x) // ctx.world) // batch)
     total = epochs * per_epoch
@@ -216,7 +216,7 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
             opt.step()
             step += 1
             if quantize and step % cfg["reset_every"] == 0:
-                lvl.quantizer.reset_dead_codes(noise_divisor=100.0)
+                lvl.quantizer.reset_dead_codes(noise_divisor=100.0, max_codes=cfg.get("reset_codes", 1))
                 ctx.broadcast_(lvl.quantizer.codebook.data)
             for k, v in {"loss": loss.item(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -49,7 +49,8 @@ PRESETS = {
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
         classifier_epochs=2, classifier_batch=64, classifier_lr=3e-3,
         level_epochs=dict(hae=2, hqarf_nokl=2, hqarf=1), batch=64, lr=1e-3,
-        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, hard=True), reset_every=20, stats_frames=1024),
+        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, hard=True), reset_every=20, stats_frames=1024,
+        reset_codes=8),
     # The papers' sizes and epochs, for a GPU.
     "paper": dict(
         data=dict(train=4000, val=1000, test=1000), codec={},
@@ -79,6 +80,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--task-weight", type=float, default=None,
                    help="weight of the classifier (task) term in the HQARF loss; 0 trains for reconstruction only")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per level for the stages run now (default: the preset's)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report at the end")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
     return p.parse_args(argv)
@@ -141,6 +144,7 @@ def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manife
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = copy.deepcopy(PRESETS[args.preset])
+    cfg["epochs_override"] = args.epochs
     if args.task_weight is not None:
         cfg["coefs"]["task"] = args.task_weight
     run_dir = args.run_dir or (REPO / "runs" / args.preset)

@@ -195,15 +195,22 @@ class Quantizer(nn.Module):
         return z_q, kl, commit, idx
 
     @torch.no_grad()
-    def reset_dead_codes(self, noise_divisor: float = 100.0, threshold: float = 0.03) -> bool:
-        """If the least-used code is used under `threshold` x the most-used one, move it next to the
-        most-used code (plus N(0,1)/noise_divisor); zero the counts. Returns whether a code moved."""
+    def reset_dead_codes(self, noise_divisor: float = 100.0, threshold: float = 0.03, max_codes: int = 1) -> int:
+        """Move codes used under `threshold` x the most-used one (the least-used first, at most
+        `max_codes` of them) next to used codes (plus N(0,1)/noise_divisor): with max_codes=1 the
+        HQA policy (next to the most-used code), with more the sources are drawn in proportion to
+        use. Zeroes the counts; returns how many codes moved."""
         usage = self.usage
-        moved = False
-        if usage.max() > 0 and usage.min() < threshold * usage.max():
-            least, most = int(usage.argmin()), int(usage.argmax())
-            self.codebook[least] = self.codebook[most] + torch.randn_like(self.codebook[most]) / noise_divisor
-            moved = True
+        moved = 0
+        if usage.max() > 0:
+            dead = [int(i) for i in torch.argsort(usage) if usage[i] < threshold * usage.max()][:max_codes]
+            if len(dead) == 1 and max_codes == 1:
+                sources = [int(usage.argmax())]
+            else:
+                sources = torch.multinomial(usage / usage.sum(), max(1, len(dead)), replacement=True).tolist()
+            for code, source in zip(dead, sources):
+                self.codebook[code] = self.codebook[source] + torch.randn_like(self.codebook[source]) / noise_divisor
+                moved += 1
         usage.zero_()
         return moved
 
