@@ -165,3 +165,10 @@ def test_mutated_messages_only_raise_wire_errors(codec, position, value, cut, le
             assert out.shape == (2, 1024) and out.dtype == np.complex64
         except WireFormatError:
             pass
+
+
+def test_compress_messages_equals_compress_per_group(codec, rng):
+    x = random_frames(rng, 5)
+    blobs = codec.compress_messages(x, 3, 2, first_sequence=0xFFFFFFFF)
+    assert blobs == [codec.compress(x[0:2], 3, sequence=0xFFFFFFFF), codec.compress(x[2:4], 3, sequence=0),
+                     codec.compress(x[4:5], 3, sequence=1)]

@@ -141,9 +141,17 @@ class Codec:
     def compress(self, x, level: int, sequence: int = 0) -> bytes:
         """complex frames (N, frame_len) -> one wire message (docs/wire-format.md)."""
         frames = as_frames(x, self.frame_len)
-        codes = self.encode(frames, level)
-        return wire.pack(codes, frame_scales(frames), level=level, bits=self.bits_per_index,
-                         fingerprint=self.fingerprint, sequence=sequence)
+        return self.compress_messages(frames, level, len(frames), sequence)[0]
+
+    def compress_messages(self, x, level: int, frames_per_message: int, first_sequence: int = 0) -> list:
+        """Frames -> consecutive wire messages of `frames_per_message` frames (the last may be
+        shorter), sequence numbers counting from `first_sequence`; one batched encode for all."""
+        frames = as_frames(x, self.frame_len)
+        codes, scales = self.encode(frames, level), frame_scales(frames)
+        return [wire.pack(codes[i:i + frames_per_message], scales[i:i + frames_per_message], level=level,
+                          bits=self.bits_per_index, fingerprint=self.fingerprint,
+                          sequence=(first_sequence + k) & 0xFFFFFFFF)
+                for k, i in enumerate(range(0, len(frames), frames_per_message))]
 
     def parse(self, blob) -> wire.Message:
         """Validate a message for this model; raises wire.WireFormatError on anything wrong."""

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 
 from . import wire
-from .codec import frame_scales
 
 MAGIC = b"\x89HQF\r\n\x1a\n"
 VERSION = 1
@@ -161,16 +160,12 @@ def compress_recording(codec, recording, path, level: int, frames_per_message: i
                 frames = pad_to_frames(samples, codec.frame_len)
                 try:
                     # One batched forward pass per chunk; the bytes equal codec.compress per group.
-                    codes = codec.encode(frames, level)
+                    blobs = codec.compress_messages(frames, level, frames_per_message, sequence)
                 except ValueError as exc:
                     raise ValueError(f"{recording.path}: samples from {start}: {exc}") from None
-                scales = frame_scales(frames)
-                for i in range(0, len(frames), frames_per_message):
-                    blob = wire.pack(codes[i:i + frames_per_message], scales[i:i + frames_per_message],
-                                     level=level, bits=codec.bits_per_index, fingerprint=codec.fingerprint,
-                                     sequence=sequence)
+                for blob in blobs:
                     f.write(_LENGTH.pack(len(blob)) + blob)
-                    sequence += 1
+                sequence += len(blobs)
                 if on_frames:
                     on_frames(len(frames))
         os.replace(tmp, path)

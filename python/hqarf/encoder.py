@@ -2,7 +2,7 @@
 """GNU Radio block: a complex IQ stream in, one compressed HQARF PDU per `frames_per_pdu` frames out.
 
 The block only frames samples, batches them and converts to PMT; the codec core
-(`Codec.encode` and `wire.pack`, exactly what `Codec.compress` does) turns frames into bytes.
+(`Codec.compress_messages`, the same bytes as `Codec.compress` per PDU) turns frames into bytes.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pmt
 from gnuradio import gr
 
 from . import wire
-from .codec import frame_scales, load_codec
+from .codec import load_codec
 
 PDUS = pmt.intern("pdus")
 
@@ -271,17 +271,13 @@ class encoder(gr.basic_block):
             frames = np.where(bad, np.complex64(0), frames)
         level = self._level
         try:
-            codes = self.codec.encode(frames, level)
-            scales = frame_scales(frames)
+            blobs = self.codec.compress_messages(frames, level, fpp, self._sequence)
         except Exception as exc:
             self.frames_failed += count
             self.logger.error(f"encoding failed, {count} frames dropped: {exc!r}")
         else:
-            for first in range(0, count, fpp):
+            for blob, first in zip(blobs, range(0, count, fpp)):
                 last = min(first + fpp, count)
-                blob = wire.pack(codes[first:last], scales[first:last], level=level,
-                                 bits=self.codec.bits_per_index, fingerprint=self.codec.fingerprint,
-                                 sequence=self._sequence)
                 meta = self._metadata(level, last - first, self._buf_offset + first * L)
                 self.message_port_pub(PDUS, pmt.cons(meta, pmt.init_u8vector(len(blob), list(blob))))
                 self._sequence = (self._sequence + 1) & 0xFFFFFFFF
