@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import weights as weights_io
-from .codec import CHUNK, as_frames
+from .codec import CHUNK, as_frames, to_iq
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,7 @@ class Classifier:
         frames = as_frames(x, self.frame_len)
         out = []
         for i in range(0, len(frames), CHUNK):
-            f = frames[i:i + CHUNK]
-            iq = torch.from_numpy(np.stack([f.real, f.imag], 1).astype(np.float32)).to(self.device)
-            out.append(self.net(iq).float().cpu())
+            out.append(self.net(to_iq(frames[i:i + CHUNK], self.device)).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.num_classes), np.float32)
 
     def predict_proba(self, x) -> np.ndarray:
