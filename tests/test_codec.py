@@ -106,6 +106,24 @@ def test_dead_code_reset_moves_several_codes_to_used_ones():
         assert min(torch.dist(q.codebook[i], before[j]) for j in (0, 2)) < 0.1
 
 
+def test_dead_code_reset_batch_mode_restarts_codes_on_encoder_outputs():
+    torch.manual_seed(0)
+    q = Quantizer(6, 3)
+    z = torch.randn(2, 3, 5) + 10.0  # latents far from the N(0, 1) codebook
+    q.relaxed(z, tau=0.5)
+    q.usage.copy_(torch.tensor([100.0, 0.0, 50.0, 1.0, 0.0, 2.0]))
+    before = q.codebook.detach().clone()
+    assert q.reset_dead_codes(max_codes=3, mode="batch") == 3
+    moved = [i for i in range(6) if not torch.equal(q.codebook[i], before[i])]
+    assert moved == [1, 3, 4]
+    latents = z.transpose(1, 2).reshape(-1, 3)
+    for i in moved:  # each dead code now is one of the batch's encoder outputs
+        assert torch.cdist(q.codebook[i][None].detach(), latents).min() < 1e-6
+    with pytest.raises(ValueError, match="reset mode"):
+        q.usage.fill_(1.0)
+        q.reset_dead_codes(mode="nearest")
+
+
 def test_relaxed_quantiser_terms():
     torch.manual_seed(0)
     q = Quantizer(8, 4)

@@ -35,12 +35,12 @@ def maybe_ddp(module: nn.Module, ctx: Dist) -> nn.Module:
 
 
 # -- classifier -----------------------------------------------------------------------------------
-def augment(iq: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """AWGN at Es/N0 uniform in 10..40 dB on half the batch: still original frames, but the
+def augment(iq: torch.Tensor, gen: torch.Generator, snr_db=(10.0, 40.0)) -> torch.Tensor:
+    """AWGN at Es/N0 uniform in `snr_db` on half the batch: still original frames, but the
     classifier learns not to lean on details a codec (or a channel) smears."""
     b = iq.shape[0]
     power = iq.pow(2).sum(1).mean(-1)  # Es per complex sample
-    esn0 = torch.empty(b).uniform_(10, 40, generator=gen).to(iq.device)
+    esn0 = torch.empty(b).uniform_(float(snr_db[0]), float(snr_db[1]), generator=gen).to(iq.device)
     sigma = torch.sqrt(power / 10 ** (esn0 / 10) / 2)
     keep = (torch.rand(b, generator=gen) < 0.5).to(iq.device)
     noise = torch.randn(iq.shape, generator=gen).to(iq.device) * sigma[:, None, None]
@@ -74,7 +74,7 @@ def train_classifier(net: ModRecNet, data: dict, cfg: dict, ctx: Dist, log: RunL
         bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx)), desc=f"classifier epoch {epoch + 1}/{epochs}",
                    disable=not ctx.main, leave=False)
         for idx in bar:
-            iq = augment(to_iq(x[idx], ctx.device), gen)
+            iq = augment(to_iq(x[idx], ctx.device), gen, cfg.get("classifier_augment_db", (10.0, 40.0)))
             loss = F.cross_entropy(wrapped(iq), y_t[idx].to(ctx.device), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -109,30 +109,54 @@ class LevelObjective(nn.Module):
         """Decode from the level below down to I/Q, re-quantising with a straight-through
         estimator so the task loss reaches this level's decoder."""
         z = y_restored
+        soft_t = self.coefs.get("task_soft_requant", 0.0)
         for i in range(self.level - 1, -1, -1):
             lvl = self.model.levels[i]
             if self.quantize:
                 q = lvl.quantizer
-                zq = q.lookup(q.indices(z.detach()))
-                z = z + (zq - z).detach()
+                if soft_t > 0:
+                    # Forward: the nearest codeword; backward: through softmax(-d / T) @ codebook,
+                    # which tells y which codeword would help, instead of the identity.
+                    soft = (torch.softmax(-q.distances(z) / soft_t, -1) @ q.codebook).transpose(1, 2)
+                    zq = q.lookup(q.indices(z.detach()))
+                    z = soft + (zq - soft).detach()
+                else:
+                    zq = q.lookup(q.indices(z.detach()))
+                    z = z + (zq - z).detach()
             z = lvl.restore(lvl.decoder(z))
         return z
 
     def forward(self, x, tau: float):
         lvl = self.model.levels[self.level]
-        target = lvl.prepare(self.lower_latent(x))
-        y, kl, commit, idx = lvl.forward_train(target, tau, self.quantize, self.coefs.get("hard", False))
+        c = self.coefs
+        lower = self.lower_latent(x)
+        target = lvl.prepare(lower)
+        z_e = lvl.encoder(target)
+        if self.quantize:
+            z_q, kl, commit, idx = lvl.quantizer.relaxed(z_e, tau, c.get("hard", False))
+        else:
+            z_q, idx = z_e, None
+            kl = commit = z_e.new_zeros(())
+        y = lvl.decoder(z_q)
         dims = target.numel()
         mse = (y - target).pow(2).sum()
         cos = (1 - F.cosine_similarity(y, target, dim=1, eps=1e-6)).sum()
-        c = self.coefs
         loss = (mse + c["cos"] * cos + c["kl"] * kl + c["commit"] * commit) / dims
         parts = {"mse": mse.item() / dims, "cos": cos.item() / dims, "kl": kl.item() / dims,
                  "commit": commit.item() / dims}
         if self.classifier is not None and c.get("task", 0) > 0:
-            xhat = self.decode_below(lvl.restore(y))
+            # The task term on the first `task_frames` frames of the batch only: decoding down to
+            # I/Q and the classifier cost several times the level itself.
+            n = min(len(x), int(c.get("task_frames") or len(x)))
+            if c.get("task_decoder_only", False):
+                # The task gradient trains the decoder only: through the encoder and codebook it
+                # collapsed the codebook onto a handful of codes (measured at level 3).
+                y_task = lvl.decoder(z_q[:n].detach())
+            else:
+                y_task = y[:n]
+            xhat = self.decode_below(lvl.restore(y_task))
             with torch.no_grad():
-                p_orig = torch.log_softmax(self.classifier(x), -1)
+                p_orig = torch.log_softmax(self.classifier(x[:n]), -1)
             log_q = torch.log_softmax(self.classifier(xhat), -1)
             task = F.kl_div(log_q, p_orig, log_target=True, reduction="batchmean")
             loss = loss + c["task"] * task
@@ -166,6 +190,8 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     coefs = dict(cfg["coefs"])
     if stage != "hqarf":
         coefs["kl"] = 0.0
+    if stage not in cfg.get("task_stages", ("hae", "hqarf_nokl", "hqarf")):
+        coefs["task"] = 0.0
     if not quantize:
         coefs["commit"] = 0.0
     x, _ = data["train"]
@@ -216,7 +242,8 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
             opt.step()
             step += 1
             if quantize and step % cfg["reset_every"] == 0:
-                lvl.quantizer.reset_dead_codes(noise_divisor=100.0, max_codes=cfg.get("reset_codes", 1))
+                lvl.quantizer.reset_dead_codes(noise_divisor=100.0, max_codes=cfg.get("reset_codes", 1),
+                                               mode=cfg.get("reset_mode", "split"))
                 ctx.broadcast_(lvl.quantizer.codebook.data)
             for k, v in {"loss": loss.item(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v

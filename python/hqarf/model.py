@@ -154,6 +154,7 @@ class Quantizer(nn.Module):
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim))
         # Usage counts since the last dead-code check (training only).
         self.register_buffer("usage", torch.zeros(codebook_size))
+        self.recent = None  # a sample of the last training batch's encoder outputs (not saved)
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword."""
@@ -192,24 +193,36 @@ class Quantizer(nn.Module):
         with torch.no_grad():
             idx = d.argmin(-1)
             self.usage += torch.bincount(idx.reshape(-1), minlength=K).to(self.usage.dtype)
+            # A few of this batch's encoder outputs: where dead codes restart (reset_mode "batch").
+            flat = z.detach().transpose(1, 2).reshape(-1, z.shape[1])
+            self.recent = flat[torch.randint(0, flat.shape[0], (K,), device=flat.device)]
         return z_q, kl, commit, idx
 
     @torch.no_grad()
-    def reset_dead_codes(self, noise_divisor: float = 100.0, threshold: float = 0.03, max_codes: int = 1) -> int:
+    def reset_dead_codes(self, noise_divisor: float = 100.0, threshold: float = 0.03, max_codes: int = 1,
+                         mode: str = "split") -> int:
         """Move codes used under `threshold` x the most-used one (the least-used first, at most
-        `max_codes` of them) next to used codes (plus N(0,1)/noise_divisor): with max_codes=1 the
-        HQA policy (next to the most-used code), with more the sources are drawn in proportion to
-        use. Zeroes the counts; returns how many codes moved."""
+        `max_codes` of them). mode "split": next to used codes (plus N(0,1)/noise_divisor); with
+        max_codes=1 the HQA policy (next to the most-used code), with more the sources are drawn in
+        proportion to use. mode "batch": onto encoder outputs of the last training batch (random
+        restarts, as in Jukebox and SoundStream), so a dead code lands where latents are.
+        Zeroes the counts; returns how many codes moved."""
         usage = self.usage
         moved = 0
         if usage.max() > 0:
             dead = [int(i) for i in torch.argsort(usage) if usage[i] < threshold * usage.max()][:max_codes]
-            if len(dead) == 1 and max_codes == 1:
-                sources = [int(usage.argmax())]
+            if mode not in ("split", "batch"):
+                raise ValueError(f"unknown reset mode {mode!r}")
+            if mode == "batch" and self.recent is not None:
+                targets = [self.recent[j % len(self.recent)].clone() for j in range(len(dead))]
             else:
-                sources = torch.multinomial(usage / usage.sum(), max(1, len(dead)), replacement=True).tolist()
-            for code, source in zip(dead, sources):
-                self.codebook[code] = self.codebook[source] + torch.randn_like(self.codebook[source]) / noise_divisor
+                if len(dead) == 1 and max_codes == 1:
+                    sources = [int(usage.argmax())]
+                else:
+                    sources = torch.multinomial(usage / usage.sum(), max(1, len(dead)), replacement=True).tolist()
+                targets = [self.codebook[s] + torch.randn_like(self.codebook[s]) / noise_divisor for s in sources]
+            for code, target in zip(dead, targets):
+                self.codebook[code] = target
                 moved += 1
         usage.zero_()
         return moved
@@ -235,16 +248,6 @@ class Level(nn.Module):
 
     def restore(self, y: torch.Tensor) -> torch.Tensor:
         return self.norm.denormalise(y) if self.norm is not None else y
-
-    def forward_train(self, target: torch.Tensor, tau: float, quantize: bool = True, hard: bool = False):
-        """target: this level's (normalised) input. Returns reconstruction of it and loss terms."""
-        z_e = self.encoder(target)
-        if quantize:
-            z_q, kl, commit, idx = self.quantizer.relaxed(z_e, tau, hard)
-        else:
-            z_q, idx = z_e, None
-            kl = commit = z_e.new_zeros(())
-        return self.decoder(z_q), kl, commit, idx
 
 
 class HQARF(nn.Module):
