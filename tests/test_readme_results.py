@@ -1,0 +1,41 @@
+"""The README's results block is the one training/readme_results.py writes from docs/results/report.json."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from training import readme_results as rr
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_block_matches_the_shipped_report():
+    report = json.loads((REPO / "docs" / "results" / "report.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(rr.BEGIN, 1)[1].split(rr.END, 1)[0]
+    assert block.strip() == rr.render(report).strip(), \
+        "README results are stale: python3 training/readme_results.py docs/results/report.json --readme README.md"
+
+
+def test_summary_follows_the_numbers(tmp_path):
+    report = json.loads((REPO / "docs" / "results" / "report.json").read_text())
+    r = copy.deepcopy(report)
+    for row in r["stages"]["hqarf"]:
+        row["accuracy"] = 0.999
+        row["per_class"] = [0.999] * len(r["classes"])
+    text = rr.render(r)
+    assert "reaches the published HQARF accuracy at level(s) 0, 1, 2, 3, 4;" in text
+    assert "met at level(s) 0, 1, 2, 3, 4." in text and "Classes below 0.5" not in text
+    r["stages"]["hqarf"][4]["accuracy"] = 0.1
+    r["stages"]["hqarf"][4]["per_class"][2] = 0.2
+    text = rr.render(r)
+    assert "falls short at level(s) 4" in text and f"{r['classes'][2]} 0.20" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{rr.BEGIN}\nold\n{rr.END}\nafter\n")
+    rr.main([str(REPO / "docs" / "results" / "report.json"), "--readme", str(readme)])
+    out = readme.read_text()
+    assert out.startswith("intro\n") and out.endswith("after\n") and "old" not in out
+    readme.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        rr.main([str(REPO / "docs" / "results" / "report.json"), "--readme", str(readme)])

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write the README's results table and summary from an evaluation report.
+
+    python training/readme_results.py docs/results/report.json            # print the block
+    python training/readme_results.py docs/results/report.json --readme README.md   # replace it in place
+
+The block sits between the markers `<!-- results:begin -->` and `<!-- results:end -->`; every number
+in it comes from the report, so the README cannot drift from the measured figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+GOALS = (0.99, 0.98, 0.97, 0.95, 0.90)
+
+
+def _levels(items) -> str:
+    items = list(items)
+    return ", ".join(str(i) for i in items) if items else "none"
+
+
+def render(report: dict) -> str:
+    stages = {name: {row["level"]: row for row in rows} for name, rows in report["stages"].items()}
+    hq = stages["hqarf"]
+    levels = sorted(hq)
+    paper = report["paper_hqarf"]["accuracy"]
+    classes = report["classes"]
+    best = {}
+    for level in levels:
+        rows = [(name, {r["level"]: r for r in rows}[level]["accuracy"])
+                for name, rows in report["conventional"].items()]
+        best[level] = max(rows, key=lambda t: t[1])
+    lines = [
+        "| level | bits/frame | bytes/frame (16-frame msgs) | CR vs cf32 | published HQARF | **HQARF (shipped)** "
+        "| HQARF without KL | HAE (no quantiser) | best conventional codec at the same bits | SNR (dB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for level in levels:
+        r = hq[level]
+        lines.append(
+            f"| {level} | {r['bits_per_frame']} | {r['bytes_per_frame_16']:.1f} | {r['compression_ratio_cf32']:.1f} "
+            f"| {paper[level]:.3f} | **{r['accuracy']:.3f}** | {stages['hqarf_nokl'][level]['accuracy']:.3f} "
+            f"| {stages['hae'][level]['accuracy']:.3f} | {best[level][0]} {best[level][1]:.3f} | {r['snr_db']:.1f} |")
+    acc = {level: hq[level]["accuracy"] for level in levels}
+    meets = [lv for lv in levels if acc[lv] >= paper[lv] - 5e-4]
+    short = [lv for lv in levels if lv not in meets]
+    beats = [lv for lv in levels if acc[lv] > best[lv][1]]
+    goals = [lv for lv in levels if lv < len(GOALS) and acc[lv] >= GOALS[lv]]
+    text = [f"The shipped model reaches the published HQARF accuracy at level(s) {_levels(meets)}"
+            + (f" and falls short at level(s) {_levels(short)}" if short else "")
+            + f"; it beats every conventional codec of the report at level(s) {_levels(beats)}. "
+            + "The goals (" + " / ".join(f"{g:.2f}" for g in GOALS) + f") are met at level(s) {_levels(goals)}."]
+    weak = []
+    for level in levels:
+        lost = [f"{c} {a:.2f}" for c, a in zip(classes, hq[level]["per_class"]) if a < 0.5]
+        if lost:
+            weak.append(f"at level {level}: " + ", ".join(lost))
+    if weak:
+        text.append("Classes below 0.5: " + "; ".join(weak) + ".")
+    text.append("Unused codes at levels " + " / ".join(str(lv) for lv in levels) + ": "
+                + " / ".join(str(hq[lv]["dead_codes"]) for lv in levels) + " of 64.")
+    top = levels[-2:]
+    text.append("The continuous HAE keeps " + " / ".join(f"{stages['hae'][lv]['accuracy']:.3f}" for lv in top)
+                + " at levels " + " / ".join(str(lv) for lv in top) + ".")
+    z = report["lossless_zstd_int16"]
+    text.append(f"Lossless zstd on int16 IQ reaches only {z['compression_ratio_cf32']:.1f}x against cf32; "
+                f"{report['svd_99_energy_components']} of 2048 real SVD components keep 99 % of the energy.")
+    return "\n".join(lines) + "\n\n" + " ".join(text) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("report", type=Path)
+    p.add_argument("--readme", type=Path, default=None, help="replace the block between the markers in this file")
+    args = p.parse_args(argv)
+    block = render(json.loads(args.report.read_text()))
+    if args.readme is None:
+        sys.stdout.write(block)
+        return 0
+    text = args.readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.readme}: markers {BEGIN} / {END} not found")
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    args.readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{block}{END}", text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
