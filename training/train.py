@@ -166,9 +166,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it or choose --run-dir")
     ckpt = Checkpoints(run_dir)
     started = time.time()
+    commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
     log.note(f"{command} | preset {args.preset} | world {ctx.world} | device {ctx.device} | "
-             f"threads {torch.get_num_threads()} | commit {git_commit()}")
+             f"threads {torch.get_num_threads()} | commit {commit}")
     log.note("choices: Adam (lr flat for 2/3 then cosine to lr/10), gradient clipping at 1.0, linear Gumbel "
              f"temperature 0.667 -> 0.001, coefficients {cfg['coefs']}; training/README.md says why")
 
@@ -223,7 +224,7 @@ def main(argv=None) -> int:
 
     complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels))
     provenance = {
-        "command": command, "commit": git_commit(), "preset": args.preset, "seed": args.seed,
+        "command": command, "commit": commit, "preset": args.preset, "seed": args.seed,
         "device": str(ctx.device), "world_size": ctx.world, "torch": torch.__version__,
         "data": {**data_config.to_dict(), "key": data_config.key(), "per_class": cfg["data"],
                  "split_seeds": __import__("training.data", fromlist=["SPLIT_SEEDS"]).SPLIT_SEEDS},
