@@ -50,6 +50,10 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf"}
     assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
+    # The classifier term trains the stages in task_stages only (smoke and default: HAE).
+    assert all("train_task" in r for r in rows if r["stage"] == "hae")
+    assert not any("train_task" in r for r in rows if r["stage"] in ("hqarf_nokl", "hqarf"))
+    assert prov["commit"] and prov["training"]["reset_mode"] == "batch"
 
 
 def test_evaluation_writes_json_and_plots(smoke_run):
