@@ -186,6 +186,37 @@ def test_record_select_train_smoke(tmp_path, one_thread):
     assert 0 <= result["test_accuracy"] <= 1 and result["train_time_s"] > 0
 
 
+def test_train_py_trains_the_classifier_on_a_saved_coreset(tmp_path, one_thread):
+    from training import train as train_py
+    run = tmp_path / "rec"
+    common = ["--data-cache", str(CACHE), "--quiet"]
+    per_class = train_py.PRESETS["smoke"]["data"]["train"]
+    assert cs.main(["record", "--run-dir", str(run), "--train-per-class", str(per_class), "--test-per-class", "16",
+                    "--arch", "tiny", "--epochs", "2", "--batch", "32", *common]) == 0
+    assert cs.main(["select", "--run-dir", str(run), "--fractions", "0.25", "--methods", "foqus"]) == 0
+    coreset = run / "coresets" / "foqus-0.25-seed0.npz"
+    out = tmp_path / "train"
+    assert train_py.main(["--preset", "smoke", "--stage", "classifier", "--run-dir", str(out), "--coreset",
+                          str(coreset), "--data-cache", str(CACHE), "--threads", "1"]) == 0
+    log = (out / "train.log").read_text()
+    assert f"trained on coreset {coreset} ({per_class * 6 // 4} of {per_class * 6} frames)" in log
+    assert (out / "checkpoint" / "classifier.safetensors").exists()
+    # A coreset of other data is refused with a message naming the file.
+    other = tmp_path / "other"
+    assert cs.main(["record", "--run-dir", str(other), "--train-per-class", "30", "--test-per-class", "16",
+                    "--arch", "tiny", "--epochs", "2", "--batch", "32", *common]) == 0
+    assert cs.main(["select", "--run-dir", str(other), "--fractions", "0.25", "--methods", "random"]) == 0
+    bad = other / "coresets" / "random-0.25-seed0.npz"
+    with pytest.raises(SystemExit, match="30 frames per class"):
+        train_py.main(["--preset", "smoke", "--stage", "classifier", "--run-dir", str(tmp_path / "t2"),
+                       "--coreset", str(bad), "--data-cache", str(CACHE)])
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a coreset")
+    with pytest.raises(SystemExit, match="junk.npz"):
+        train_py.main(["--preset", "smoke", "--stage", "classifier", "--run-dir", str(tmp_path / "t3"),
+                       "--coreset", str(junk), "--data-cache", str(CACHE)])
+
+
 def test_report_smoke_clean_noisy_cross_architecture(tmp_path, one_thread):
     out = tmp_path / "report"
     args = ["report", "--out", str(out), "--variants", "clean,noisy", "--fractions", "0.1,0.3", "--seeds", "0,1",

@@ -532,6 +532,7 @@ def select_all(run_dir: Path, methods, fractions, seeds, *, weights=DEFAULT_WEIG
     esn0_path = run_dir / "esn0_train.npy"
     esn0 = np.load(esn0_path) if esn0_path.exists() else None
     labels = traj["labels"]
+    data = read_record(run_dir).get("data", {})  # which frames the indices point into
     params = {"weights": list(weights), "tier_bounds": list(bounds), "tier_proportions": list(proportions),
               "el2n_epochs": el2n_epochs, "class_balanced": class_balanced}
     (run_dir / "coresets").mkdir(exist_ok=True)
@@ -545,7 +546,7 @@ def select_all(run_dir: Path, methods, fractions, seeds, *, weights=DEFAULT_WEIG
                 name = coreset_name(method, fraction, seed)
                 path = run_dir / "coresets" / f"{name}.npz"
                 np.savez(path, indices=idx.astype(np.int64), method=method, fraction=fraction, seed=seed,
-                         params=json.dumps(params))
+                         params=json.dumps(params), n_train=len(labels), data=json.dumps(data))
                 entry = {"file": str(path.relative_to(run_dir)), "method": method, "fraction": fraction, "seed": seed,
                          "size": int(len(idx)),
                          "class_counts": np.bincount(labels[idx], minlength=int(labels.max()) + 1).tolist(),

@@ -92,6 +92,9 @@ def parse_args(argv=None):
                         "(default preset: HAE only); 0 trains for reconstruction only")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per level for the stages run now (default: the preset's)")
+    p.add_argument("--coreset", type=Path, default=None,
+                   help="train the classifier on this coreset only (a coresets/*.npz file of training/coreset.py, "
+                        "selected on the clean training split of this preset's size)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report at the end")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
     return p.parse_args(argv)
@@ -143,6 +146,26 @@ def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
     return data, data_config
 
 
+def load_coreset(path: Path, train_per_class: int, n_train: int):
+    """Indices of a coreset file, checked against the training split they will index."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            idx = f["indices"].astype(np.int64)
+            spec = json.loads(str(f["data"])) if "data" in f.files else None
+            info = {"file": str(path), "method": str(f["method"]), "fraction": float(f["fraction"]),
+                    "seed": int(f["seed"]), "size": int(len(idx))}
+    except (OSError, KeyError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a coreset file of training/coreset.py ({exc})") from None
+    if spec is None:
+        raise SystemExit(f"{path}: the file does not say which data it indexes (select it again with this version)")
+    if spec.get("variant") != "clean" or int(spec.get("train_per_class", -1)) != train_per_class:
+        raise SystemExit(f"{path}: selected on {spec.get('variant')} data with {spec.get('train_per_class')} frames "
+                         f"per class; this preset trains on clean data with {train_per_class} per class")
+    if len(idx) == 0 or idx.min() < 0 or idx.max() >= n_train or len(np.unique(idx)) != len(idx):
+        raise SystemExit(f"{path}: indices out of range or repeated for a training split of {n_train} frames")
+    return idx, info
+
+
 def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manifest_extra: dict, classes,
                 name="model") -> Path:
     out = run_dir / name
@@ -187,7 +210,12 @@ def main(argv=None) -> int:
         from training.stages import accuracy, train_classifier
         t = time.time()
         log.note(f"classifier: {count_parameters(classifier)} parameters")
-        train_classifier(classifier, data, cfg, ctx, log, args.seed)
+        train_data = data
+        if args.coreset is not None:
+            idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
+            train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
+            log.note(f"classifier: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
+        train_classifier(classifier, train_data, cfg, ctx, log, args.seed)
         acc = accuracy(classifier, *data["val"], ctx.device)
         if ctx.main:
             ckpt.save("classifier", None, classifier, time.time() - t, {"val_accuracy": acc})
