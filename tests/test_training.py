@@ -50,9 +50,10 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf"}
     assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
-    # The classifier term trains the stages in task_stages only (smoke and default: HAE).
+    # The classifier term trains the levels in task_levels only (smoke and default: HAE, quantised 0-2).
     assert all("train_task" in r for r in rows if r["stage"] == "hae")
-    assert not any("train_task" in r for r in rows if r["stage"] in ("hqarf_nokl", "hqarf"))
+    quantised = [r for r in rows if r["stage"] in ("hqarf_nokl", "hqarf")]
+    assert all(("train_task" in r) == (r["level"] <= 2) for r in quantised) and len(quantised) == 10
     assert prov["commit"] and prov["training"]["reset_mode"] == "batch"
 
 

@@ -190,7 +190,8 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     coefs = dict(cfg["coefs"])
     if stage != "hqarf":
         coefs["kl"] = 0.0
-    if stage not in cfg.get("task_stages", ("hae", "hqarf_nokl", "hqarf")):
+    task_levels = cfg.get("task_levels")  # {stage: levels with the classifier term}; None: everywhere
+    if task_levels is not None and level not in task_levels.get(stage, ()):
         coefs["task"] = 0.0
     if not quantize:
         coefs["commit"] = 0.0

@@ -42,7 +42,8 @@ PRESETS = {
         classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
-        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8), task_stages=("hae",),
+        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
+        task_levels=dict(hae=(0, 1, 2, 3, 4), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
         reset_every=8, stats_frames=64, reset_codes=8, reset_mode="batch"),
     # The shipped model: the whole pipeline within 90 minutes on 2 CPU cores.
     "default": dict(
@@ -50,13 +51,15 @@ PRESETS = {
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
         classifier_epochs=2, classifier_batch=64, classifier_lr=3e-3,
         level_epochs=dict(hae=2, hqarf_nokl=4, hqarf=2), batch=64, lr=1e-3,
-        # The task (classifier) term trains the HAE stage only, on 16 frames of each batch: through
-        # the re-quantisations of the quantised stages its gradient is noise (at level 3 it doubled
-        # the MSE, collapsed the codebook and lowered validation accuracy from 0.69 to 0.23-0.53),
-        # and it costs 4x the level's own step. On 16 frames the HAE stage reaches the same
-        # accuracy (level 3: 0.949 against 0.952) in 40 % of the time. training/README.md has the trials.
+        # The task (classifier) term, on 16 frames of each batch (the whole batch costs 4x the level's
+        # own step; in the HAE stage 16 frames reach the same accuracy, level 3: 0.949 against 0.952),
+        # trains every HAE level and the quantised levels 0-2. Without it the quantised levels 1-2
+        # reached 0.86 / 0.67 validation accuracy (first shipped model, with it: 0.99 / 0.89); at levels 3-4 its
+        # gradient, through three or four re-quantisations, is noise: it collapsed the codebook and
+        # with the KL stage took level 3 from 0.80 to 0.57. training/README.md has the trials.
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=16, hard=True),
-        task_stages=("hae",), reset_every=20, stats_frames=1024,
+        task_levels=dict(hae=(0, 1, 2, 3, 4), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
+        reset_every=20, stats_frames=1024,
         # Up to 8 dead codes per check restart on encoder outputs of the last batch: no dead codes
         # at level 3 (the HQA policy, one code next to the most-used one, left 13-19 of 64 dead).
         reset_codes=8, reset_mode="batch"),
@@ -88,8 +91,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoints")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--task-weight", type=float, default=None,
-                   help="weight of the classifier (task) term in the loss of the stages the preset lists in task_stages "
-                        "(default preset: HAE only); 0 trains for reconstruction only")
+                   help="weight of the classifier (task) term in the loss of the levels the preset lists in task_levels "
+                        "(default preset: every HAE level, quantised levels 0-2); 0 trains for reconstruction only")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per level for the stages run now (default: the preset's)")
     p.add_argument("--coreset", type=Path, default=None,
