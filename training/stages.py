@@ -193,6 +193,8 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     task_levels = cfg.get("task_levels")  # {stage: levels with the classifier term}; None: everywhere
     if task_levels is not None and level not in task_levels.get(stage, ()):
         coefs["task"] = 0.0
+    if level in cfg.get("task_full_batch", {}).get(stage, ()):
+        coefs["task_frames"] = None  # the classifier term on the whole batch at this level
     if not quantize:
         coefs["commit"] = 0.0
     x, _ = data["train"]
