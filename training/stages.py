@@ -183,6 +183,11 @@ def init_codebook_from_data(model: HQARF, level: int, x: torch.Tensor, gen: torc
     lvl.quantizer.codebook.copy_(book + 0.01 * torch.randn(book.shape, generator=gen).to(book.device))
 
 
+def per_level(value, level: int):
+    """A preset value given once for every level, or as a tuple with one entry per level."""
+    return value[level] if isinstance(value, (list, tuple)) else value
+
+
 def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx: Dist, log: RunLog,
                 seed: int, classifier: nn.Module | None = None, fresh_codebook: bool = False) -> dict:
     """Train one level of one stage ('hae', 'hqarf_nokl' or 'hqarf'); returns final val metrics."""
@@ -224,7 +229,9 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
 
     objective = LevelObjective(model, level, quantize, coefs, classifier if coefs.get("task", 0) > 0 else None)
     wrapped = maybe_ddp(objective, ctx)
-    epochs = cfg.get("epochs_override") or cfg["level_epochs"][stage]
+    epochs = cfg.get("epochs_override") or per_level(cfg["level_epochs"][stage], level)
+    reset_codes = per_level(cfg.get("reset_codes", 1), level)
+    reset_mode = per_level(cfg.get("reset_mode", "split"), level)
     batch = cfg["batch"]
     per_epoch = max(1, (len(x) // ctx.world) // batch)
     total = epochs * per_epoch
@@ -245,8 +252,7 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
             opt.step()
             step += 1
             if quantize and step % cfg["reset_every"] == 0:
-                lvl.quantizer.reset_dead_codes(noise_divisor=100.0, max_codes=cfg.get("reset_codes", 1),
-                                               mode=cfg.get("reset_mode", "split"))
+                lvl.quantizer.reset_dead_codes(noise_divisor=100.0, max_codes=reset_codes, mode=reset_mode)
                 ctx.broadcast_(lvl.quantizer.codebook.data)
             for k, v in {"loss": loss.item(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
