@@ -50,24 +50,22 @@ PRESETS = {
         data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
         classifier_epochs=2, classifier_batch=64, classifier_lr=3e-3,
-        level_epochs=dict(hae=2, hqarf_nokl=(4, 4, 2, 4, 4), hqarf=2), batch=64, lr=1e-3,
-        # The task (classifier) term, on 16 frames of each batch (the whole batch costs 4x the level's
-        # own step; in the HAE stage 16 frames reach the same accuracy, level 3: 0.949 against 0.952),
-        # trains every HAE level and the quantised levels 0-2. Without it the quantised levels 1-2
-        # reached 0.86 / 0.67 validation accuracy (first shipped model, with it: 0.99 / 0.89); at levels 3-4 its
-        # gradient, through three or four re-quantisations, is noise: it collapsed the codebook and
-        # with the KL stage took level 3 from 0.80 to 0.57. training/README.md has the trials.
+        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 4, 4), hqarf=(1, 1, 1, 2, 2)), batch=64, lr=1e-3,
+        # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
+        # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code
+        # per check, next to the most-used one), 2 epochs without KL and 1 with. Variants of it made
+        # level 1-2 worse: no task term in the quantised stages (validation 0.86 / 0.67), the term on
+        # 16 frames or with batch restarts (level 2: 0.56-0.66, the loss climbing from 0.9 to 2.2).
+        # Levels 3-4: the task term in the HAE stage only, on 16 frames of each batch (in the
+        # quantised stages, through three or four re-quantisations, its gradient is noise: it
+        # collapsed the codebook and took level 3 from 0.80 to 0.57), dead codes restarting on
+        # encoder outputs of the last batch, 8 per check (no dead codes at level 3, against 13-19 of
+        # 64 with the HQA policy), 4 epochs without KL and 2 with. training/README.md has the trials.
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=16, hard=True),
         task_levels=dict(hae=(0, 1, 2, 3, 4), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
-        # Quantised level 2 keeps the first shipped model's recipe (validation 0.89 there): the term on
-        # the whole batch, the HQA dead-code policy, 2 epochs without KL. The term on 16 frames, or on
-        # the whole batch with the batch restarts below, was unstable there (loss 0.9 -> 1.8-2.2,
-        # validation accuracy 0.56-0.66).
-        task_full_batch=dict(hqarf_nokl=(2,), hqarf=(2,)),
+        task_full_batch=dict(hae=(0, 1, 2), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
         reset_every=20, stats_frames=1024,
-        # Up to 8 dead codes per check restart on encoder outputs of the last batch: no dead codes
-        # at level 3 (the HQA policy, one code next to the most-used one, left 13-19 of 64 dead).
-        reset_codes=(8, 8, 1, 8, 8), reset_mode=("batch", "batch", "split", "batch", "batch")),
+        reset_codes=(1, 1, 1, 8, 8), reset_mode=("split", "split", "split", "batch", "batch")),
     # The papers' sizes and epochs, for a GPU.
     "paper": dict(
         data=dict(train=4000, val=1000, test=1000), codec={},
