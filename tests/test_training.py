@@ -109,3 +109,15 @@ def test_schedules():
     lrs = [learning_rate(s, 90, 4e-4, 4e-5) for s in range(90)]
     assert all(v == 4e-4 for v in lrs[:60]) and lrs[-1] == pytest.approx(4e-5, rel=0.05)
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_preset_values_per_level():
+    from training.stages import per_level
+    from training.train import PRESETS
+    assert per_level(3, 4) == 3 and per_level((1, 2, 3), 1) == 2
+    default = PRESETS["default"]
+    for key in ("reset_codes", "reset_mode"):
+        value = default[key]
+        assert not isinstance(value, (list, tuple)) or len(value) == 5
+    for stage, value in default["level_epochs"].items():
+        assert all(per_level(value, level) >= 1 for level in range(5)), stage
