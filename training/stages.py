@@ -109,28 +109,19 @@ class LevelObjective(nn.Module):
         """Decode from the level below down to I/Q, re-quantising with a straight-through
         estimator so the task loss reaches this level's decoder."""
         z = y_restored
-        soft_t = self.coefs.get("task_soft_requant", 0.0)
         for i in range(self.level - 1, -1, -1):
             lvl = self.model.levels[i]
             if self.quantize:
                 q = lvl.quantizer
-                if soft_t > 0:
-                    # Forward: the nearest codeword; backward: through softmax(-d / T) @ codebook,
-                    # which tells y which codeword would help, instead of the identity.
-                    soft = (torch.softmax(-q.distances(z) / soft_t, -1) @ q.codebook).transpose(1, 2)
-                    zq = q.lookup(q.indices(z.detach()))
-                    z = soft + (zq - soft).detach()
-                else:
-                    zq = q.lookup(q.indices(z.detach()))
-                    z = z + (zq - z).detach()
+                zq = q.lookup(q.indices(z.detach()))
+                z = z + (zq - z).detach()
             z = lvl.restore(lvl.decoder(z))
         return z
 
     def forward(self, x, tau: float):
         lvl = self.model.levels[self.level]
         c = self.coefs
-        lower = self.lower_latent(x)
-        target = lvl.prepare(lower)
+        target = lvl.prepare(self.lower_latent(x))
         z_e = lvl.encoder(target)
         if self.quantize:
             z_q, kl, commit, idx = lvl.quantizer.relaxed(z_e, tau, c.get("hard", False))
@@ -148,13 +139,7 @@ class LevelObjective(nn.Module):
             # The task term on the first `task_frames` frames of the batch only: decoding down to
             # I/Q and the classifier cost several times the level itself.
             n = min(len(x), int(c.get("task_frames") or len(x)))
-            if c.get("task_decoder_only", False):
-                # The task gradient trains the decoder only: through the encoder and codebook it
-                # collapsed the codebook onto a handful of codes (measured at level 3).
-                y_task = lvl.decoder(z_q[:n].detach())
-            else:
-                y_task = y[:n]
-            xhat = self.decode_below(lvl.restore(y_task))
+            xhat = self.decode_below(lvl.restore(y[:n]))
             with torch.no_grad():
                 p_orig = torch.log_softmax(self.classifier(x[:n]), -1)
             log_q = torch.log_softmax(self.classifier(xhat), -1)
