@@ -475,6 +475,18 @@ def coreset_name(method: str, fraction: float, seed: int) -> str:
     return f"{method}-{fraction:g}-seed{seed}"
 
 
+def read_coreset(path) -> dict:
+    """A coresets/*.npz file: indices, method, fraction, seed, and the data spec the indices point
+    into (None in files written before it was recorded). Raises SystemExit naming a bad file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {"indices": f["indices"].astype(np.int64), "method": str(f["method"]),
+                    "fraction": float(f["fraction"]), "seed": int(f["seed"]),
+                    "data": json.loads(str(f["data"])) if "data" in f.files else None}
+    except (OSError, KeyError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a coreset file of training/coreset.py ({exc})") from None
+
+
 def record(run_dir: Path, spec: dict, *, arch: str, epochs: int, batch: int, lr: float, seed: int, device="cpu",
            source: str = "batch", augment_noise: bool = True, cache_dir=None, progress: bool = True) -> dict:
     """Train `arch` on all of the spec's training frames, recording trajectories; returns record.json."""
@@ -822,10 +834,9 @@ def main(argv=None) -> int:
         if args.full:
             idx, label = None, {"method": "full", "fraction": 1.0}
         else:
-            with np.load(args.coreset) as f:
-                idx = f["indices"]
-                label = {"method": str(f["method"]), "fraction": float(f["fraction"]),
-                         "selection_seed": int(f["seed"])}
+            coreset = read_coreset(args.coreset)
+            idx = coreset["indices"]
+            label = {"method": coreset["method"], "fraction": coreset["fraction"], "selection_seed": coreset["seed"]}
         result = train_on(args.run_dir, idx, arch=args.arch or rec["arch"], seed=args.seed, epochs=args.epochs,
                           batch=args.batch, lr=args.lr, min_steps=args.min_steps, device=args.device,
                           cache_dir=args.data_cache, progress=not args.quiet, label=label)

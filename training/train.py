@@ -154,14 +154,11 @@ def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
 
 def load_coreset(path: Path, train_per_class: int, n_train: int):
     """Indices of a coreset file, checked against the training split they will index."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            idx = f["indices"].astype(np.int64)
-            spec = json.loads(str(f["data"])) if "data" in f.files else None
-            info = {"file": str(path), "method": str(f["method"]), "fraction": float(f["fraction"]),
-                    "seed": int(f["seed"]), "size": int(len(idx))}
-    except (OSError, KeyError, ValueError) as exc:
-        raise SystemExit(f"{path}: not a coreset file of training/coreset.py ({exc})") from None
+    from training.coreset import read_coreset
+    coreset = read_coreset(path)
+    idx, spec = coreset["indices"], coreset["data"]
+    info = {"file": str(path), "method": coreset["method"], "fraction": coreset["fraction"], "seed": coreset["seed"],
+            "size": int(len(idx))}
     if spec is None:
         raise SystemExit(f"{path}: the file does not say which data it indexes (select it again with this version)")
     if spec.get("variant") != "clean" or int(spec.get("train_per_class", -1)) != train_per_class:
