@@ -154,7 +154,7 @@ class Quantizer(nn.Module):
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim))
         # Usage counts since the last dead-code check (training only).
         self.register_buffer("usage", torch.zeros(codebook_size))
-        self.recent = None  # a sample of the last training batch's encoder outputs (not saved)
+        self.recent = None  # the last training batch's encoder outputs (not saved)
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword."""
@@ -193,9 +193,7 @@ class Quantizer(nn.Module):
         with torch.no_grad():
             idx = d.argmin(-1)
             self.usage += torch.bincount(idx.reshape(-1), minlength=K).to(self.usage.dtype)
-            # A few of this batch's encoder outputs: where dead codes restart (reset_mode "batch").
-            flat = z.detach().transpose(1, 2).reshape(-1, z.shape[1])
-            self.recent = flat[torch.randint(0, flat.shape[0], (K,), device=flat.device)]
+            self.recent = z.detach()  # where dead codes restart (reset_mode "batch"); drawn at the reset
         return z_q, kl, commit, idx
 
     @torch.no_grad()
@@ -207,14 +205,15 @@ class Quantizer(nn.Module):
         proportion to use. mode "batch": onto encoder outputs of the last training batch (random
         restarts, as in Jukebox and SoundStream), so a dead code lands where latents are.
         Zeroes the counts; returns how many codes moved."""
+        if mode not in ("split", "batch"):
+            raise ValueError(f"unknown reset mode {mode!r}")
         usage = self.usage
         moved = 0
         if usage.max() > 0:
             dead = [int(i) for i in torch.argsort(usage) if usage[i] < threshold * usage.max()][:max_codes]
-            if mode not in ("split", "batch"):
-                raise ValueError(f"unknown reset mode {mode!r}")
             if mode == "batch" and self.recent is not None:
-                targets = [self.recent[j % len(self.recent)].clone() for j in range(len(dead))]
+                flat = self.recent.transpose(1, 2).reshape(-1, self.recent.shape[1])
+                targets = flat[torch.randint(0, flat.shape[0], (len(dead),), device=flat.device)]
             else:
                 if len(dead) == 1 and max_codes == 1:
                     sources = [int(usage.argmax())]
