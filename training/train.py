@@ -33,6 +33,10 @@ STAGES = ("hae", "hqarf_nokl", "hqarf")
 DEFAULT_CODEC = dict(encoder_widths=(16, 32, 64, 64, 128), decoder_widths=(32, 64, 96, 128, 128),
                      residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64)
 
+# Levels trained with the classifier (task) term, per stage: all HAE levels, quantised levels 0-2
+# (the default preset's comment says why).
+TASK_LEVELS = dict(hae=(0, 1, 2, 3, 4), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2))
+
 PRESETS = {
     # Under two minutes on a CPU: exercises every stage, for tests and CI.
     "smoke": dict(
@@ -43,7 +47,7 @@ PRESETS = {
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
-        task_levels=dict(hae=(0, 1, 2, 3, 4), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
+        task_levels=TASK_LEVELS,
         reset_every=8, stats_frames=64, reset_codes=8, reset_mode="batch"),
     # The shipped model: the whole pipeline within 90 minutes on 2 CPU cores.
     "default": dict(
@@ -62,7 +66,7 @@ PRESETS = {
         # encoder outputs of the last batch, 8 per check (no dead codes at level 3, against 13-19 of
         # 64 with the HQA policy), 4 epochs without KL and 2 with. training/README.md has the trials.
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=16, hard=True),
-        task_levels=dict(hae=(0, 1, 2, 3, 4), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
+        task_levels=TASK_LEVELS,
         task_full_batch=dict(hae=(0, 1, 2), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
         reset_every=20, stats_frames=1024,
         reset_codes=(1, 1, 1, 8, 8), reset_mode=("split", "split", "split", "batch", "batch")),
