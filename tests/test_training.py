@@ -53,7 +53,8 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     # The classifier term trains the levels in task_levels only (smoke and default: HAE, quantised 0-2).
     assert all("train_task" in r for r in rows if r["stage"] == "hae")
     quantised = [r for r in rows if r["stage"] in ("hqarf_nokl", "hqarf")]
-    assert all(("train_task" in r) == (r["level"] <= 2) for r in quantised) and len(quantised) == 10
+    assert all(("train_task" in r) == (r["level"] <= 2 or (r["level"], r["stage"]) == (4, "hqarf_nokl"))
+               for r in quantised) and len(quantised) == 10
     assert prov["commit"] and prov["training"]["reset_mode"] == "batch"
 
 
@@ -116,8 +117,51 @@ def test_preset_values_per_level():
     from training.train import PRESETS
     assert per_level(3, 4) == 3 and per_level((1, 2, 3), 1) == 2
     default = PRESETS["default"]
-    for key in ("reset_codes", "reset_mode"):
-        value = default[key]
+    for key in ("reset_codes", "reset_mode", *(f"task_scale.{s}" for s in default["task_scale"])):
+        value = default[key] if "." not in key else default["task_scale"][key.split(".")[1]]
         assert not isinstance(value, (list, tuple)) or len(value) == 5
     for stage, value in default["level_epochs"].items():
         assert all(per_level(value, level) >= 1 for level in range(5)), stage
+
+
+@pytest.mark.parametrize("stage,fresh,accuracies,kept", [
+    ("hqarf", False, [0.5, 0.7, 0.6], 1),     # start, epoch 1, epoch 2: epoch 1 wins
+    ("hqarf", False, [0.8, 0.7, 0.6], 0),     # a fine-tuning stage that only got worse keeps its start
+    ("hqarf_nokl", True, [0.7, 0.6], 1),      # a fresh codebook: the start is no candidate
+    ("hqarf", False, [0.5, 0.6, 0.6], 2),     # ties go to the later epoch
+])
+def test_keep_best_restores_the_best_validation_epoch(monkeypatch, tmp_path, stage, fresh, accuracies, kept):
+    import copy
+
+    import torch
+    from training import stages
+    from training.common import Dist, RunLog
+    from hqarf.model import HQARF, HQARFConfig
+    from training.train import PRESETS
+
+    cfg = copy.deepcopy(PRESETS["smoke"])
+    cfg["level_epochs"] = {stage: 2}
+    torch.manual_seed(0)
+    model = HQARF(HQARFConfig(**cfg["codec"]))
+    level = 1
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((32, 1024)) + 1j * rng.standard_normal((32, 1024))).astype(np.complex64) * 0.3
+    data = {"train": (x, np.zeros(32, np.int64)), "val": (x[:8], np.zeros(8, np.int64))}
+    seen, calls = [], iter(accuracies)
+
+    def fake_validate(model, lvl, quantize, xv, yv, ctx, classifier):
+        seen.append({k: v.clone() for k, v in model.levels[level].state_dict().items()})
+        return {"val_snr_db": 0.0, "val_accuracy": next(calls)}
+
+    monkeypatch.setattr(stages, "validate_level", fake_validate)
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2048, 6))
+    val = stages.train_level(model, level, stage, data, cfg, Dist("cpu"), RunLog(tmp_path, enabled=True), seed=0,
+                             classifier=classifier, fresh_codebook=fresh)
+    assert len(seen) == len(accuracies)
+    candidates = seen if not fresh else [None, *seen]
+    final = model.levels[level].state_dict()
+    assert val["kept_epoch"] == kept and val["val_accuracy"] == accuracies[kept - (1 if fresh else 0)]
+    assert all(torch.equal(final[k], candidates[kept][k]) for k in final)
+    other = [i for i in range(len(candidates)) if candidates[i] is not None and i != kept]
+    assert all(any(not torch.equal(final[k], candidates[i][k]) for k in final) for i in other)
+    assert "kept epoch" in (tmp_path / "train.log").read_text()

@@ -6,6 +6,7 @@ the level below, computed on the fly (the lower encoders are tiny next to the de
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -178,6 +179,8 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     """Train one level of one stage ('hae', 'hqarf_nokl' or 'hqarf'); returns final val metrics."""
     quantize = stage != "hae"
     coefs = dict(cfg["coefs"])
+    # The classifier term's weight, scaled per (stage, level) where the preset says so.
+    coefs["task"] = coefs.get("task", 0.0) * per_level(cfg.get("task_scale", {}).get(stage, 1.0), level)
     if stage != "hqarf":
         coefs["kl"] = 0.0
     task_levels = cfg.get("task_levels")  # {stage: levels with the classifier term}; None: everywhere
@@ -221,6 +224,17 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     per_epoch = max(1, (len(x) // ctx.world) // batch)
     total = epochs * per_epoch
     opt = torch.optim.Adam(trainable, lr=cfg["lr"])
+    # Model selection on the validation split: keep the epoch whose reconstructions the classifier
+    # recognises best. In a fine-tuning stage (a trained level, no fresh codebook) the starting point
+    # is a candidate too, so the stage can only keep or improve the level's validation accuracy.
+    keep_best = bool(cfg.get("keep_best")) and classifier is not None
+    best = None
+    if keep_best and quantize and not fresh_codebook:
+        start = validate_level(model, level, quantize, xv, yv, ctx, classifier)
+        best = (start["val_accuracy"], 0, copy.deepcopy(lvl.state_dict()), start)
+        log.note(f"{stage} L{level} start: val " + ", ".join(f"{k} {v:.4g}" for k, v in start.items()))
+        lvl.encoder.train()
+        lvl.decoder.train()
     step = 0
     for epoch in range(epochs):
         sums: dict = {}
@@ -251,6 +265,13 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
                     **{f"train_{k}": v for k, v in train_metrics.items()}, **val)
         log.note(f"{stage} L{level} epoch {epoch + 1}/{epochs}: loss {train_metrics['loss']:.4f} | val "
                  + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+        if keep_best and (best is None or val["val_accuracy"] >= best[0]):
+            best = (val["val_accuracy"], epoch + 1, copy.deepcopy(lvl.state_dict()), val)
+    if keep_best and best is not None:
+        lvl.load_state_dict(best[2])
+        val = {**best[3], "kept_epoch": best[1]}
+        log.note(f"{stage} L{level}: kept epoch {best[1]} of {epochs} (val accuracy {best[0]:.4f}"
+                 + (", the stage's starting point)" if best[1] == 0 else ")"))
     for p in trainable:
         p.requires_grad_(False)
     model.eval()
