@@ -217,7 +217,7 @@ def test_train_py_trains_the_classifier_on_a_saved_coreset(tmp_path, one_thread)
                        "--coreset", str(junk), "--data-cache", str(CACHE)])
 
 
-def test_report_smoke_clean_noisy_cross_architecture(tmp_path, one_thread):
+def test_report_smoke_clean_noisy_cross_architecture(tmp_path, one_thread, capsys):
     out = tmp_path / "report"
     args = ["report", "--out", str(out), "--variants", "clean,noisy", "--fractions", "0.1,0.3", "--seeds", "0,1",
             "--archs", "tiny,smoke", "--train-per-class", "20", "--test-per-class", "8", "--epochs", "1",
@@ -232,6 +232,17 @@ def test_report_smoke_clean_noisy_cross_architecture(tmp_path, one_thread):
     esn0 = np.load(out / "noisy" / "esn0_train.npy")
     assert esn0.min() >= -4 and esn0.max() <= 20 and "esn0_db_mean" in noisy["selection"]["foqus-0.1-seed0"]
     assert (out / "accuracy_vs_fraction.png").stat().st_size > 5000
+    # the summary table: one row per (variant, classifier), accuracy and time from the report
+    table = (out / "summary.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| noisy, smoke (cross-architecture) |"))
+    assert f"{cell['accuracy']['mean']:.3f} ± {cell['accuracy']['std']:.3f}" in row
+    assert f"{noisy['full_data']['smoke']['test_accuracy']:.3f}" in row and row.count("|") == 2 + 1 + 2 * 4
+    capsys.readouterr()
+    assert cs.main(["table", str(out / "report.json"), "--fractions", "0.3"]) == 0
+    printed = capsys.readouterr().out
+    assert "foqus 30 %" in printed and "foqus 10 %" not in printed and len(printed.splitlines()) == 2 + 4
+    with pytest.raises(SystemExit, match="not a coreset report"):
+        cs.main(["table", str(out / "clean" / "record.json")])
     # a second run reuses the recording and every trained result
     lines = (out / "clean" / "results.jsonl").read_text().count("\n")
     assert cs.main(args) == 0

@@ -686,8 +686,31 @@ def run_report(args) -> dict:
                           if e["seed"] == seeds[0]}}
     report["wall_time_s"] = round(time.time() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "summary.md").write_text(f"`{report['command']}`\n\n{summary_table(report)}\n")
     plot_report(report, out / "accuracy_vs_fraction.png")
     return report
+
+
+def summary_table(report: dict, fractions=None) -> str:
+    """Markdown table of a report: one row per (data variant, training classifier); full data, then
+    every method at each of `fractions` (default: all of the report's), as test accuracy mean ± std
+    over the seeds, with the mean training time of a run in seconds."""
+    fractions = [f"{f:g}" for f in (fractions or report["fractions"])]
+    methods = report["methods"]
+    head = ["data, classifier trained", "full data"] + [f"{m} {100 * float(f):g} %" for f in fractions for m in methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, v in report["variants"].items():
+        for arch in report["archs"]:
+            full = v["full_data"].get(arch)
+            cells = [f"{variant}, {arch}" + (" (cross-architecture)" if arch != report["selection_arch"] else ""),
+                     f"{full['test_accuracy']:.3f} ({full['train_time_s']:.0f} s)" if full else "-"]
+            for f in fractions:
+                for m in methods:
+                    r = v["results"].get(arch, {}).get(m, {}).get(f)
+                    cells.append("-" if r is None else f"{r['accuracy']['mean']:.3f} ± {r['accuracy']['std']:.3f} "
+                                                       f"({r['train_time_s']['mean']:.0f} s)")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot_report(report: dict, path: Path):
@@ -805,6 +828,9 @@ def parse_args(argv=None):
     q.add_argument("--trajectory-source", choices=("batch", "eval"), default="batch")
     _selection_flags(q)
     _common(q)
+    m = sub.add_parser("table", help="print a report's Markdown summary table (test accuracy and training time)")
+    m.add_argument("report", type=Path, help="a report.json written by `report`")
+    m.add_argument("--fractions", default=None, help="only these fractions (default: all of the report's)")
     args = p.parse_args(argv)
     args.argv = argv
     return args
@@ -841,6 +867,12 @@ def main(argv=None) -> int:
                           batch=args.batch, lr=args.lr, min_steps=args.min_steps, device=args.device,
                           cache_dir=args.data_cache, progress=not args.quiet, label=label)
         print(json.dumps(result))
+    elif args.command == "table":
+        try:
+            report = json.loads(args.report.read_text())
+            print(summary_table(report, _floats(args.fractions) if args.fractions else None))
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"{args.report}: not a coreset report ({e})")
     else:
         report = run_report(args)
         print(f"report: {Path(args.out) / 'report.json'}, plot: {Path(args.out) / 'accuracy_vs_fraction.png'} "
