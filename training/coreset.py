@@ -13,6 +13,7 @@ fraction of the time. Commands (all work on a run directory; `report` runs the w
         --coreset runs/coreset/clean/coresets/foqus-0.05-seed0.npz --arch small --seed 0
     python training/coreset.py report --out runs/coreset --variants clean,noisy --seeds 0,1,2 \
         --fractions 0.01,0.05,0.1,0.3 --archs default,small          # JSON report + accuracy plot
+    python training/coreset.py table runs/coreset/report.json    # its Markdown summary table
 
 Run directory: `record.json` (data, classifier, hyper-parameters, full-data test accuracy, time),
 `trajectories.npz`, `classifier/` (the recording classifier), `metrics.jsonl` + `train.log`;
