@@ -176,7 +176,8 @@ def per_level(value, level: int):
 
 def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx: Dist, log: RunLog,
                 seed: int, classifier: nn.Module | None = None, fresh_codebook: bool = False) -> dict:
-    """Train one level of one stage ('hae', 'hqarf_nokl' or 'hqarf'); returns final val metrics."""
+    """Train one level of one stage ('hae', 'hqarf_nokl' or 'hqarf'); returns the validation metrics of
+    the weights it leaves in place (the last epoch's, or with cfg keep_best the best epoch's)."""
     quantize = stage != "hae"
     coefs = dict(cfg["coefs"])
     # The classifier term's weight, scaled per (stage, level) where the preset says so.
