@@ -50,7 +50,8 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf"}
     assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
-    # The classifier term trains the levels in task_levels only (smoke and default: HAE, quantised 0-2).
+    # The classifier term trains the levels task_scale does not zero (smoke and default: HAE, quantised
+    # levels 0-2, level 4 without KL).
     assert all("train_task" in r for r in rows if r["stage"] == "hae")
     quantised = [r for r in rows if r["stage"] in ("hqarf_nokl", "hqarf")]
     assert all(("train_task" in r) == (r["level"] <= 2 or (r["level"], r["stage"]) == (4, "hqarf_nokl"))
@@ -117,8 +118,7 @@ def test_preset_values_per_level():
     from training.train import PRESETS
     assert per_level(3, 4) == 3 and per_level((1, 2, 3), 1) == 2
     default = PRESETS["default"]
-    for key in ("reset_codes", "reset_mode", *(f"task_scale.{s}" for s in default["task_scale"])):
-        value = default[key] if "." not in key else default["task_scale"][key.split(".")[1]]
+    for value in (default["reset_codes"], default["reset_mode"], *default["task_scale"].values()):
         assert not isinstance(value, (list, tuple)) or len(value) == 5
     for stage, value in default["level_epochs"].items():
         assert all(per_level(value, level) >= 1 for level in range(5)), stage

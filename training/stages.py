@@ -180,13 +180,10 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     the weights it leaves in place (the last epoch's, or with cfg keep_best the best epoch's)."""
     quantize = stage != "hae"
     coefs = dict(cfg["coefs"])
-    # The classifier term's weight, scaled per (stage, level) where the preset says so.
+    # The classifier term's weight, scaled per (stage, level) where the preset says so (0: no term).
     coefs["task"] = coefs.get("task", 0.0) * per_level(cfg.get("task_scale", {}).get(stage, 1.0), level)
     if stage != "hqarf":
         coefs["kl"] = 0.0
-    task_levels = cfg.get("task_levels")  # {stage: levels with the classifier term}; None: everywhere
-    if task_levels is not None and level not in task_levels.get(stage, ()):
-        coefs["task"] = 0.0
     if level in cfg.get("task_full_batch", {}).get(stage, ()):
         coefs["task_frames"] = None  # the classifier term on the whole batch at this level
     if not quantize:
