@@ -130,6 +130,50 @@ def test_every_method_returns_the_requested_count_without_duplicates(method, fra
     assert counts.max() - counts.min() <= 1
 
 
+def test_esn0_strata_are_equal_count_bins_lowest_first():
+    esn0 = np.array([5.0, -3.0, 19.0, 0.5, 12.0, 7.0, -1.0, 15.0, 3.0])
+    strata = cs.esn0_strata(esn0, 3)
+    assert np.bincount(strata).tolist() == [3, 3, 3]
+    assert set(esn0[strata == 0]) == {-3.0, -1.0, 0.5} and set(esn0[strata == 2]) == {12.0, 15.0, 19.0}
+    assert cs.esn0_strata(esn0, 1).tolist() == [0] * 9
+    with pytest.raises(ValueError):
+        cs.esn0_strata(esn0, 0)
+
+
+@pytest.mark.parametrize("method", cs.METHODS)
+def test_snr_strata_keep_the_es_n0_make_up_of_the_training_set(method):
+    traj = fake_trajectories()
+    # Es/N0 strongly tied to the scores (low Es/N0 = hard), as on noisy 6Mod
+    esn0 = np.linspace(-4, 20, 600)[np.argsort(np.argsort(-traj["p_true"].mean(0)))]
+    k = cs.coreset_size(600, 0.1)
+    strata = cs.esn0_strata(esn0, 6)
+    idx = cs.select(method, traj, 0.1, seed=3, esn0=esn0, snr_strata=6)
+    assert len(idx) == k and len(np.unique(idx)) == k
+    assert np.bincount(strata[idx], minlength=6).tolist() == [10] * 6  # k split by stratum size (100 each)
+    assert np.array_equal(idx, cs.select(method, traj, 0.1, seed=3, esn0=esn0, snr_strata=6))
+    both = cs.select(method, traj, 0.1, seed=3, esn0=esn0, snr_strata=6, class_balanced=True)
+    groups = np.bincount(traj["labels"][both] * 6 + strata[both], minlength=36)
+    sizes = np.bincount(traj["labels"] * 6 + strata, minlength=36)
+    assert len(both) == k and np.all(np.abs(groups - k * sizes / 600) < 1)  # largest remainder: within 1
+    with pytest.raises(ValueError, match="Es/N0"):
+        cs.select(method, traj, 0.1, seed=3, snr_strata=6)
+
+
+def test_accuracy_by_esn0_counts_each_bin():
+    class AlwaysZero(torch.nn.Module):
+        def forward(self, iq):
+            out = torch.zeros(iq.shape[0], 6)
+            out[:, 0] = 1.0
+            return out
+
+    x = np.zeros((8, 1024), np.complex64)
+    y = np.array([0, 1, 0, 0, 1, 1, 0, 2])
+    esn0 = np.array([-4.0, -1.0, 0.0, 3.9, 8.0, 12.0, 20.0, 19.0])  # 20 dB: the last bin's upper edge
+    by = cs.accuracy_by_esn0(AlwaysZero(), x, y, esn0, [-4, 0, 4, 8, 12, 16, 20])
+    assert by["frames"] == [2, 2, 0, 1, 1, 2]
+    assert by["accuracy"] == [0.5, 1.0, None, 0.0, 0.0, 0.5]
+
+
 def test_baselines_pick_the_highest_scores():
     traj = fake_trajectories()
     k = cs.coreset_size(600, 0.05)
@@ -240,7 +284,19 @@ def test_report_smoke_clean_noisy_cross_architecture(tmp_path, one_thread, capsy
     capsys.readouterr()
     assert cs.main(["table", str(out / "report.json"), "--fractions", "0.3"]) == 0
     printed = capsys.readouterr().out
-    assert "foqus 30 %" in printed and "foqus 10 %" not in printed and len(printed.splitlines()) == 2 + 4
+    main_table, esn0_part = printed.split("\n\n")
+    assert "foqus 30 %" in main_table and "foqus 10 %" not in main_table and len(main_table.splitlines()) == 2 + 4
+    # per-Es/N0 accuracy (noisy only): six 4 dB bins over -4..20 dB, every run and the full-data references
+    by = cell["accuracy_by_esn0"]
+    assert by["edges_db"] == [-4, 0, 4, 8, 12, 16, 20] and len(by["accuracy"]) == 6
+    clean = report["variants"]["clean"]
+    assert noisy["full_data"]["smoke"]["accuracy_by_esn0"] and clean["full_data"]["smoke"]["accuracy_by_esn0"] is None
+    assert clean["results"]["smoke"]["foqus"]["0.3"]["accuracy_by_esn0"] is None  # no Es/N0 on clean data
+    esn0_lines = esn0_part.strip().splitlines()
+    assert esn0_lines[0].startswith("| noisy: test accuracy by Es/N0 | -4..0 dB |") and "16..20 dB" in esn0_lines[0]
+    assert len(esn0_lines) == 2 + 2 * (1 + 4)  # per classifier: full data + 4 methods at 30 %
+    assert "| smoke, foqus 30 % | " + " | ".join("-" if a is None else f"{a:.3f}" for a in by["accuracy"]) + " |" \
+        in esn0_lines
     with pytest.raises(SystemExit, match="not a coreset report"):
         cs.main(["table", str(out / "clean" / "record.json")])
     # a second run reuses the recording and every trained result

@@ -72,7 +72,11 @@ events, never-learned frames first, as Toneva et al. count them as forgotten inf
 at random); `el2n` (Paul et al., "Deep Learning on a Data Diet", NeurIPS 2021: the k frames with the
 largest EL2N = || softmax - onehot ||_2, here averaged over the first `--el2n-epochs` recorded epochs,
 default max(1, ceil(T / 10)), from the single recording run instead of the paper's 10 inits).
-`--class-balanced` applies any method within each class (k split by class frequency).
+`--class-balanced` applies any method within each class (k split by class frequency). `--snr-strata N`
+applies it within each of N equal-count Es/N0 bins of a noisy recording (with `--class-balanced`:
+within each class and bin), so the coreset keeps the training set's Es/N0 make-up: an extension
+aimed at the paper's motivation (SNR-blind selection over-samples one end of the Es/N0 range), not
+a step of the paper's FoQuS, which is SNR-blind as far as it could be read.
 
 Data: 6Mod from training.data; `--variant noisy` adds AWGN at an Es/N0 drawn per frame uniformly in
 [-4, 20] dB (training.data.add_awgn; fixed seeds per split, so every command sees the same frames).
@@ -80,7 +84,8 @@ Training on a coreset uses the recording run's epochs, batch and learning rate (
 protocol: same epochs, so time scales with the fraction); `--min-steps` puts a floor under the number
 of optimiser steps for very small coresets. The classifier recipe is training/stages.py's (AdamW,
 one-cycle LR, label smoothing 0.05, its AWGN augmentation), in a loop of its own that records
-trajectories and sees every frame once per epoch.
+trajectories and sees every frame once per epoch. On noisy data every run also records its test
+accuracy per 4 dB Es/N0 bin (`test_accuracy_by_esn0`; the report's per-bin table).
 """
 from __future__ import annotations
 
@@ -113,6 +118,7 @@ DEFAULT_TIER_PROPORTIONS = (0.5, 0.3, 0.2)       # share of the coreset drawn fr
 # Noisy 6Mod: Es/N0 uniform in this range (dB), one draw per frame (the issue's definition).
 NOISY_ESN0_DB = (-4.0, 20.0)
 NOISE_SEED = 2509_08300
+ESN0_BIN_DB = 4.0  # width of the Es/N0 bins of the per-Es/N0 test accuracy
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
 # Classifier configurations by name; `default` and `paper` are training/train.py's presets.
@@ -331,10 +337,26 @@ def random_sample(n: int, k: int, seed) -> np.ndarray:
     return np.sort(np.random.default_rng([*np.atleast_1d(seed), 2]).choice(n, size=k, replace=False))
 
 
+def esn0_strata(esn0: np.ndarray, strata: int) -> np.ndarray:
+    """Stratum 0..strata-1 of every frame: equal-count Es/N0 bins (lowest Es/N0 in stratum 0; equal
+    values keep their order, so the split is deterministic)."""
+    e = np.asarray(esn0, dtype=np.float64)
+    if strata < 1 or strata > max(1, len(e)):
+        raise ValueError(f"Es/N0 strata must be in 1..{len(e)}")
+    out = np.empty(len(e), np.int64)
+    out[np.argsort(e, kind="stable")] = np.arange(len(e)) * strata // max(1, len(e))
+    return out
+
+
 def select(method: str, traj: dict, fraction: float, seed: int, *, weights=DEFAULT_WEIGHTS,
            bounds=DEFAULT_TIER_BOUNDS, proportions=DEFAULT_TIER_PROPORTIONS, el2n_epochs: int | None = None,
-           class_balanced: bool = False, scores: dict | None = None) -> np.ndarray:
-    """Sorted indices (into the recorded training set) of the coreset `method` picks at `fraction`."""
+           class_balanced: bool = False, esn0: np.ndarray | None = None, snr_strata: int = 0,
+           scores: dict | None = None) -> np.ndarray:
+    """Sorted indices (into the recorded training set) of the coreset `method` picks at `fraction`.
+
+    `class_balanced` and/or `snr_strata` (with `esn0`, dB per frame) apply the method within every
+    class, every one of `snr_strata` equal-count Es/N0 bins, or every (class, bin) pair; k is split by
+    the groups' sizes, so the coreset keeps the training set's class and Es/N0 make-up."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     labels = traj["labels"]
@@ -353,12 +375,19 @@ def select(method: str, traj: dict, fraction: float, seed: int, *, weights=DEFAU
         key = "forgetting_rank" if method == "forgetting" else "el2n"
         return pool[top_k(scores[key][pool], kk, sub_seed)]
 
-    if not class_balanced:
+    group = np.zeros(n, np.int64)
+    if class_balanced:
+        group = np.asarray(labels, dtype=np.int64).copy()
+    if snr_strata:
+        if esn0 is None or len(esn0) != n:
+            raise ValueError("Es/N0 strata need the Es/N0 of every training frame (noisy recordings only)")
+        group = group * snr_strata + esn0_strata(esn0, snr_strata)
+    if not (class_balanced or snr_strata):
         return pick(np.arange(n), k, [seed])
-    classes, counts = np.unique(labels, return_counts=True)
-    share = tier_quotas(k, counts, counts)  # k split by class frequency, capped at class sizes
-    return np.sort(np.concatenate([pick(np.flatnonzero(labels == c), int(q), [seed, int(c)])
-                                   for c, q in zip(classes, share)]))
+    groups, counts = np.unique(group, return_counts=True)
+    share = tier_quotas(k, counts, counts)  # k split by group size, capped at group sizes
+    return np.sort(np.concatenate([pick(np.flatnonzero(group == g), int(q), [seed, int(g)])
+                                   for g, q in zip(groups, share)]))
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -454,6 +483,35 @@ def accuracy(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, device="cpu") -
     return float(stages_accuracy(net, x, y, torch.device(device)))
 
 
+def esn0_edges(spec: dict) -> list[float]:
+    """Bin edges (dB) for per-Es/N0 accuracy: ESN0_BIN_DB wide over the noisy variant's range."""
+    lo, hi = spec["esn0_db"]
+    n = max(1, int(round((hi - lo) / ESN0_BIN_DB)))
+    return [float(v) for v in np.linspace(lo, hi, n + 1)]
+
+
+def accuracy_by_esn0(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, esn0: np.ndarray, edges,
+                     device="cpu", batch: int = 512) -> dict:
+    """Test accuracy in every Es/N0 bin [edges[j], edges[j+1]) (the last bin includes its upper edge)."""
+    net.eval()
+    with torch.inference_mode():
+        pred = np.concatenate([net(to_iq(x[i:i + batch], torch.device(device))).argmax(-1).cpu().numpy()
+                               for i in range(0, len(x), batch)]) if len(x) else np.zeros(0, np.int64)
+    right = pred == np.asarray(y)
+    j = np.clip(np.searchsorted(edges, esn0, side="right") - 1, 0, len(edges) - 2)
+    acc = [float(right[j == b].mean()) if np.any(j == b) else None for b in range(len(edges) - 1)]
+    return {"edges_db": list(edges), "accuracy": acc, "frames": np.bincount(j, minlength=len(edges) - 1).tolist()}
+
+
+def test_metrics(net: torch.nn.Module, data: dict, spec: dict, device="cpu") -> dict:
+    """test_accuracy, plus test_accuracy_by_esn0 on noisy data."""
+    out = {"test_accuracy": accuracy(net, *data["test"], device)}
+    if data.get("esn0_test") is not None:
+        out["test_accuracy_by_esn0"] = accuracy_by_esn0(net, *data["test"], data["esn0_test"], esn0_edges(spec),
+                                                        device)
+    return out
+
+
 def new_classifier(arch: str, seed: int) -> ModRecNet:
     torch.manual_seed(seed)
     return ModRecNet(arch_config(arch))
@@ -506,10 +564,11 @@ def record(run_dir: Path, spec: dict, *, arch: str, epochs: int, batch: int, lr:
 
     timing = fit(net, x, y, epochs=epochs, batch=batch, lr=lr, seed=seed, device=device, recorder=recorder,
                  augment_noise=augment_noise, log=epoch_log)
-    test_acc = accuracy(net, *data["test"], device)
+    metrics = test_metrics(net, data, spec, device)
+    test_acc = metrics["test_accuracy"]
     info = {"data": spec, "arch": arch, "classifier": arch_config(arch).to_dict(), "epochs": epochs, "batch": batch,
             "lr": lr, "seed": seed, "augment": augment_noise, "trajectory_source": source,
-            "n_train": int(len(x)), "test_accuracy": test_acc, **timing, "commit": git_commit()}
+            "n_train": int(len(x)), **metrics, **timing, "commit": git_commit()}
     recorder.save(run_dir / TRAJECTORY_FILE, arch=arch, epochs=epochs, seed=seed, data=spec)
     if data["esn0_train"] is not None:
         np.save(run_dir / "esn0_train.npy", data["esn0_train"].astype(np.float32))
@@ -534,7 +593,7 @@ def read_record(run_dir: Path) -> dict:
 
 
 def select_all(run_dir: Path, methods, fractions, seeds, *, weights=DEFAULT_WEIGHTS, bounds=DEFAULT_TIER_BOUNDS,
-               proportions=DEFAULT_TIER_PROPORTIONS, el2n_epochs=None, class_balanced=False) -> dict:
+               proportions=DEFAULT_TIER_PROPORTIONS, el2n_epochs=None, class_balanced=False, snr_strata=0) -> dict:
     """Write every (method, fraction, seed) coreset of a recorded run; returns selection.json."""
     run_dir = Path(run_dir)
     traj = load_trajectories(run_dir)
@@ -544,10 +603,12 @@ def select_all(run_dir: Path, methods, fractions, seeds, *, weights=DEFAULT_WEIG
     np.savez_compressed(run_dir / "scores.npz", **{k: v.astype(np.float32) for k, v in scores.items()})
     esn0_path = run_dir / "esn0_train.npy"
     esn0 = np.load(esn0_path) if esn0_path.exists() else None
+    if snr_strata and esn0 is None:
+        raise SystemExit(f"--snr-strata needs the Es/N0 of every frame ({esn0_path}): noisy recordings only")
     labels = traj["labels"]
     data = read_record(run_dir).get("data", {})  # which frames the indices point into
     params = {"weights": list(weights), "tier_bounds": list(bounds), "tier_proportions": list(proportions),
-              "el2n_epochs": el2n_epochs, "class_balanced": class_balanced}
+              "el2n_epochs": el2n_epochs, "class_balanced": class_balanced, "snr_strata": snr_strata}
     (run_dir / "coresets").mkdir(exist_ok=True)
     summary = {"n_train": int(len(labels)), "epochs_recorded": int(epochs), "params": params,
                "score_means": {k: float(v.mean()) for k, v in scores.items()}, "coresets": {}}
@@ -555,7 +616,8 @@ def select_all(run_dir: Path, methods, fractions, seeds, *, weights=DEFAULT_WEIG
         for fraction in fractions:
             for seed in seeds:
                 idx = select(method, traj, fraction, seed, weights=weights, bounds=bounds, proportions=proportions,
-                             el2n_epochs=el2n_epochs, class_balanced=class_balanced, scores=scores)
+                             el2n_epochs=el2n_epochs, class_balanced=class_balanced, esn0=esn0,
+                             snr_strata=snr_strata, scores=scores)
                 name = coreset_name(method, fraction, seed)
                 path = run_dir / "coresets" / f"{name}.npz"
                 np.savez(path, indices=idx.astype(np.int64), method=method, fraction=fraction, seed=seed,
@@ -589,7 +651,7 @@ def train_on(run_dir: Path, indices: np.ndarray | None, *, arch: str, seed: int,
     timing = fit(net, x, y, epochs=epochs, batch=batch or rec["batch"], lr=lr or rec["lr"], seed=seed,
                  device=device, min_steps=min_steps, augment_noise=rec.get("augment", True))
     result = {**(label or {}), "variant": rec["data"]["variant"], "selection_arch": rec["arch"], "arch": arch,
-              "seed": seed, "size": int(len(x)), "test_accuracy": accuracy(net, *data["test"], device),
+              "seed": seed, "size": int(len(x)), **test_metrics(net, data, rec["data"], device),
               "epochs_asked": epochs, "min_steps": min_steps, **timing}
     with open(run_dir / "results.jsonl", "a") as f:
         f.write(json.dumps(result) + "\n")
@@ -605,6 +667,18 @@ def _done_results(path: Path) -> dict:
                 r = json.loads(line)
                 done[(r["arch"], r.get("method"), r.get("fraction"), r["seed"], r["epochs_asked"], r["min_steps"])] = r
     return done
+
+
+def _mean_by_esn0(rows) -> dict | None:
+    """Per-bin mean over runs of their test_accuracy_by_esn0 (None when the runs have none)."""
+    parts = [r.get("test_accuracy_by_esn0") for r in rows]
+    if not parts or any(p is None for p in parts):
+        return None
+    acc = np.array([[np.nan if a is None else a for a in p["accuracy"]] for p in parts], dtype=np.float64)
+    seen = ~np.isnan(acc)
+    mean = np.where(seen, acc, 0.0).sum(0) / np.maximum(1, seen.sum(0))  # a bin no run has stays None
+    return {"edges_db": parts[0]["edges_db"],
+            "accuracy": [round(float(m), 4) if s else None for m, s in zip(mean, seen.any(0))]}
 
 
 def _stats(values) -> dict:
@@ -624,7 +698,8 @@ def run_report(args) -> dict:
               "selection_arch": archs[0], "archs": archs, "epochs": args.epochs, "min_steps": args.min_steps,
               "params": {"weights": _floats(args.weights), "tier_bounds": _floats(args.tier_bounds),
                          "tier_proportions": _floats(args.tier_proportions), "el2n_epochs": args.el2n_epochs,
-                         "class_balanced": args.class_balanced, "trajectory_source": args.trajectory_source},
+                         "class_balanced": args.class_balanced, "snr_strata": args.snr_strata,
+                         "trajectory_source": args.trajectory_source},
               "variants": {}}
     started = time.time()
     for variant in _names(args.variants):
@@ -645,12 +720,13 @@ def run_report(args) -> dict:
                          cache_dir=args.data_cache, progress=not args.quiet)
         sel = select_all(run_dir, methods, fractions, seeds, weights=_floats(args.weights),
                          bounds=_floats(args.tier_bounds), proportions=_floats(args.tier_proportions),
-                         el2n_epochs=args.el2n_epochs, class_balanced=args.class_balanced)
+                         el2n_epochs=args.el2n_epochs, class_balanced=args.class_balanced,
+                         snr_strata=args.snr_strata)
         data = load_data(spec, args.data_cache, progress=False)
         done = _done_results(run_dir / "results.jsonl")
         results = {}
         full = {archs[0]: {"test_accuracy": rec["test_accuracy"], "train_time_s": rec["train_time_s"],
-                           "seed": rec["seed"]}}
+                           "seed": rec["seed"], "accuracy_by_esn0": _mean_by_esn0([rec])}}
         for arch in archs:
             if arch not in full:  # full-data reference for the other architectures
                 key = (arch, "full", 1.0, args.record_seed, args.epochs, 0)
@@ -658,7 +734,7 @@ def run_report(args) -> dict:
                                               data=data, device=args.device,
                                               label={"method": "full", "fraction": 1.0})
                 full[arch] = {"test_accuracy": r["test_accuracy"], "train_time_s": r["train_time_s"],
-                              "seed": r["seed"]}
+                              "seed": r["seed"], "accuracy_by_esn0": _mean_by_esn0([r])}
             for method in methods:
                 for fraction in fractions:
                     rows = []
@@ -678,7 +754,8 @@ def run_report(args) -> dict:
                     results.setdefault(arch, {}).setdefault(method, {})[f"{fraction:g}"] = {
                         "size": rows[0]["size"], "accuracy": _stats([r["test_accuracy"] for r in rows]),
                         "train_time_s": _stats([r["train_time_s"] for r in rows]),
-                        "accuracies": [r["test_accuracy"] for r in rows]}
+                        "accuracies": [r["test_accuracy"] for r in rows],
+                        "accuracy_by_esn0": _mean_by_esn0(rows)}
         report["variants"][variant] = {
             "data": spec, "record": {k: rec[k] for k in ("arch", "epochs", "n_train", "test_accuracy", "train_time_s",
                                                          "record_time_s", "trajectory_source")},
@@ -687,7 +764,9 @@ def run_report(args) -> dict:
                           if e["seed"] == seeds[0]}}
     report["wall_time_s"] = round(time.time() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "summary.md").write_text(f"`{report['command']}`\n\n{summary_table(report)}\n")
+    by_esn0 = esn0_table(report)
+    (out / "summary.md").write_text(f"`{report['command']}`\n\n{summary_table(report)}\n"
+                                    + (f"\n{by_esn0}\n" if by_esn0 else ""))
     plot_report(report, out / "accuracy_vs_fraction.png")
     return report
 
@@ -712,6 +791,33 @@ def summary_table(report: dict, fractions=None) -> str:
                                                        f"({r['train_time_s']['mean']:.0f} s)")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def esn0_table(report: dict, fractions=None) -> str:
+    """Markdown table of test accuracy per Es/N0 bin (mean over seeds), one row per (classifier, run
+    kind), for the report's noisy variants; "" when the report holds no per-Es/N0 figures."""
+    fractions = [f"{f:g}" for f in (fractions or report["fractions"])]
+    out = []
+    for variant, v in report["variants"].items():
+        rows = []
+        for arch in report["archs"]:
+            full = v["full_data"].get(arch) or {}
+            if full.get("accuracy_by_esn0"):
+                rows.append((f"{arch}, full data", full["accuracy_by_esn0"]))
+            for f in fractions:
+                for m in report["methods"]:
+                    r = v["results"].get(arch, {}).get(m, {}).get(f) or {}
+                    if r.get("accuracy_by_esn0"):
+                        rows.append((f"{arch}, {m} {100 * float(f):g} %", r["accuracy_by_esn0"]))
+        if not rows:
+            continue
+        edges = rows[0][1]["edges_db"]
+        head = [f"{variant}: test accuracy by Es/N0"] + [f"{a:g}..{b:g} dB" for a, b in zip(edges[:-1], edges[1:])]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join([name] + ["-" if a is None else f"{a:.3f}" for a in acc["accuracy"]]) + " |"
+                for name, acc in rows]
+        out.append("")
+    return "\n".join(out).strip()
 
 
 def plot_report(report: dict, path: Path):
@@ -771,6 +877,9 @@ def _selection_flags(p: argparse.ArgumentParser):
     p.add_argument("--el2n-epochs", type=int, default=None, help="EL2N: average over the first N epochs "
                    "(default ceil(epochs / 10))")
     p.add_argument("--class-balanced", action="store_true", help="select within each class (k split by class size)")
+    p.add_argument("--snr-strata", type=int, default=0, metavar="N",
+                   help="select within each of N equal-count Es/N0 bins (noisy data; with --class-balanced: "
+                        "within each class and bin); 0 = off")
 
 
 def parse_args(argv=None):
@@ -851,7 +960,7 @@ def main(argv=None) -> int:
         summary = select_all(args.run_dir, _names(args.methods), _floats(args.fractions), _ints(args.seeds),
                              weights=_floats(args.weights), bounds=_floats(args.tier_bounds),
                              proportions=_floats(args.tier_proportions), el2n_epochs=args.el2n_epochs,
-                             class_balanced=args.class_balanced)
+                             class_balanced=args.class_balanced, snr_strata=args.snr_strata)
         for name, e in summary["coresets"].items():
             print(f"{name}: {e['size']} frames, per class {e['class_counts']}"
                   + (f", mean Es/N0 {e['esn0_db_mean']:.1f} dB" if "esn0_db_mean" in e else ""))
@@ -871,7 +980,11 @@ def main(argv=None) -> int:
     elif args.command == "table":
         try:
             report = json.loads(args.report.read_text())
-            print(summary_table(report, _floats(args.fractions) if args.fractions else None))
+            fractions = _floats(args.fractions) if args.fractions else None
+            print(summary_table(report, fractions))
+            by_esn0 = esn0_table(report, fractions)
+            if by_esn0:
+                print(f"\n{by_esn0}")
         except (OSError, ValueError, KeyError) as e:
             raise SystemExit(f"{args.report}: not a coreset report ({e})")
     else:
