@@ -503,7 +503,7 @@ def accuracy_by_esn0(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, esn0: n
     return {"edges_db": list(edges), "accuracy": acc, "frames": np.bincount(j, minlength=len(edges) - 1).tolist()}
 
 
-def test_metrics(net: torch.nn.Module, data: dict, spec: dict, device="cpu") -> dict:
+def evaluate_on_test(net: torch.nn.Module, data: dict, spec: dict, device="cpu") -> dict:
     """test_accuracy, plus test_accuracy_by_esn0 on noisy data."""
     out = {"test_accuracy": accuracy(net, *data["test"], device)}
     if data.get("esn0_test") is not None:
@@ -564,7 +564,7 @@ def record(run_dir: Path, spec: dict, *, arch: str, epochs: int, batch: int, lr:
 
     timing = fit(net, x, y, epochs=epochs, batch=batch, lr=lr, seed=seed, device=device, recorder=recorder,
                  augment_noise=augment_noise, log=epoch_log)
-    metrics = test_metrics(net, data, spec, device)
+    metrics = evaluate_on_test(net, data, spec, device)
     test_acc = metrics["test_accuracy"]
     info = {"data": spec, "arch": arch, "classifier": arch_config(arch).to_dict(), "epochs": epochs, "batch": batch,
             "lr": lr, "seed": seed, "augment": augment_noise, "trajectory_source": source,
@@ -651,7 +651,7 @@ def train_on(run_dir: Path, indices: np.ndarray | None, *, arch: str, seed: int,
     timing = fit(net, x, y, epochs=epochs, batch=batch or rec["batch"], lr=lr or rec["lr"], seed=seed,
                  device=device, min_steps=min_steps, augment_noise=rec.get("augment", True))
     result = {**(label or {}), "variant": rec["data"]["variant"], "selection_arch": rec["arch"], "arch": arch,
-              "seed": seed, "size": int(len(x)), **test_metrics(net, data, rec["data"], device),
+              "seed": seed, "size": int(len(x)), **evaluate_on_test(net, data, rec["data"], device),
               "epochs_asked": epochs, "min_steps": min_steps, **timing}
     with open(run_dir / "results.jsonl", "a") as f:
         f.write(json.dumps(result) + "\n")
