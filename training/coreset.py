@@ -478,11 +478,6 @@ def fit(net: ModRecNet, x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int
             "train_time_s": round(seconds - record_s, 3), "record_time_s": round(record_s, 3)}
 
 
-def accuracy(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, device="cpu") -> float:
-    from training.stages import accuracy as stages_accuracy
-    return float(stages_accuracy(net, x, y, torch.device(device)))
-
-
 def esn0_edges(spec: dict) -> list[float]:
     """Bin edges (dB) for per-Es/N0 accuracy: ESN0_BIN_DB wide over the noisy variant's range."""
     lo, hi = spec["esn0_db"]
@@ -490,25 +485,34 @@ def esn0_edges(spec: dict) -> list[float]:
     return [float(v) for v in np.linspace(lo, hi, n + 1)]
 
 
-def accuracy_by_esn0(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, esn0: np.ndarray, edges,
-                     device="cpu", batch: int = 512) -> dict:
-    """Test accuracy in every Es/N0 bin [edges[j], edges[j+1]) (the last bin includes its upper edge)."""
+def predict(net: torch.nn.Module, x: np.ndarray, device="cpu", batch: int = 512) -> np.ndarray:
+    """Predicted class of every frame (eval mode, no gradients)."""
     net.eval()
     with torch.inference_mode():
-        pred = np.concatenate([net(to_iq(x[i:i + batch], torch.device(device))).argmax(-1).cpu().numpy()
-                               for i in range(0, len(x), batch)]) if len(x) else np.zeros(0, np.int64)
-    right = pred == np.asarray(y)
+        parts = [net(to_iq(x[i:i + batch], torch.device(device))).argmax(-1).cpu().numpy()
+                 for i in range(0, len(x), batch)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _by_esn0(right: np.ndarray, esn0: np.ndarray, edges) -> dict:
     j = np.clip(np.searchsorted(edges, esn0, side="right") - 1, 0, len(edges) - 2)
     acc = [float(right[j == b].mean()) if np.any(j == b) else None for b in range(len(edges) - 1)]
     return {"edges_db": list(edges), "accuracy": acc, "frames": np.bincount(j, minlength=len(edges) - 1).tolist()}
 
 
+def accuracy_by_esn0(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, esn0: np.ndarray, edges,
+                     device="cpu") -> dict:
+    """Test accuracy in every Es/N0 bin [edges[j], edges[j+1]) (the last bin includes its upper edge)."""
+    return _by_esn0(predict(net, x, device) == np.asarray(y), esn0, edges)
+
+
 def evaluate_on_test(net: torch.nn.Module, data: dict, spec: dict, device="cpu") -> dict:
-    """test_accuracy, plus test_accuracy_by_esn0 on noisy data."""
-    out = {"test_accuracy": accuracy(net, *data["test"], device)}
+    """test_accuracy, plus test_accuracy_by_esn0 on noisy data, from one pass over the test split."""
+    x, y = data["test"]
+    right = predict(net, x, device) == np.asarray(y)
+    out = {"test_accuracy": float(right.mean()) if len(right) else 0.0}
     if data.get("esn0_test") is not None:
-        out["test_accuracy_by_esn0"] = accuracy_by_esn0(net, *data["test"], data["esn0_test"], esn0_edges(spec),
-                                                        device)
+        out["test_accuracy_by_esn0"] = _by_esn0(right, data["esn0_test"], esn0_edges(spec))
     return out
 
 
@@ -764,9 +768,7 @@ def run_report(args) -> dict:
                           if e["seed"] == seeds[0]}}
     report["wall_time_s"] = round(time.time() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    by_esn0 = esn0_table(report)
-    (out / "summary.md").write_text(f"`{report['command']}`\n\n{summary_table(report)}\n"
-                                    + (f"\n{by_esn0}\n" if by_esn0 else ""))
+    (out / "summary.md").write_text(f"`{report['command']}`\n\n{report_tables(report)}\n")
     plot_report(report, out / "accuracy_vs_fraction.png")
     return report
 
@@ -818,6 +820,12 @@ def esn0_table(report: dict, fractions=None) -> str:
                 for name, acc in rows]
         out.append("")
     return "\n".join(out).strip()
+
+
+def report_tables(report: dict, fractions=None) -> str:
+    """The summary table, then (noisy variants) the per-Es/N0 table: summary.md and `table`."""
+    by_esn0 = esn0_table(report, fractions)
+    return summary_table(report, fractions) + (f"\n\n{by_esn0}" if by_esn0 else "")
 
 
 def plot_report(report: dict, path: Path):
@@ -980,11 +988,7 @@ def main(argv=None) -> int:
     elif args.command == "table":
         try:
             report = json.loads(args.report.read_text())
-            fractions = _floats(args.fractions) if args.fractions else None
-            print(summary_table(report, fractions))
-            by_esn0 = esn0_table(report, fractions)
-            if by_esn0:
-                print(f"\n{by_esn0}")
+            print(report_tables(report, _floats(args.fractions) if args.fractions else None))
         except (OSError, ValueError, KeyError) as e:
             raise SystemExit(f"{args.report}: not a coreset report ({e})")
     else:
