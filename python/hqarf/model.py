@@ -272,14 +272,22 @@ class HQARF(nn.Module):
     def decode(self, idx: torch.Tensor, level: int) -> torch.Tensor:
         """Indices of `level` -> (B, 2, L): D_level, un-normalise, re-quantise with the codebook below,
         ..., D_0 (tanh). Argmax re-quantisation keeps decoding deterministic."""
-        z = self.levels[level].quantizer.lookup(idx)
+        return self.decode_codewords(self.levels[level].quantizer.lookup(idx), level)
+
+    def decode_codewords(self, z_q: torch.Tensor, level: int) -> torch.Tensor:
+        """Level-`level` codewords (B, D, T) -> (B, 2, L), the decoding path `decode` uses.
+
+        Differentiable in `z_q`: every lower re-quantisation passes gradients straight through
+        (forward pass identical to `decode`), so attacks and losses can reach through the decoder."""
+        z = z_q
         for i in range(level, -1, -1):
             lvl = self.levels[i]
             y = lvl.restore(lvl.decoder(z))
             if i == 0:
                 return y
             below = self.levels[i - 1].quantizer
-            z = below.lookup(below.indices(y))
+            zq = below.lookup(below.indices(y.detach()))
+            z = y + (zq - y).detach()
         raise AssertionError("unreachable")
 
     def reconstruct_continuous(self, x: torch.Tensor, level: int) -> torch.Tensor:
