@@ -20,6 +20,7 @@ case "$cmd" in
   test)  exec "$py" -m pytest tests -ra "$@" ;;
   bench) exec "$py" bench/bench.py "$@" ;;
   train) exec "$py" training/train.py "$@" ;;
+  fuzz)  exec "$py" scripts/fuzz_readers.py "$@" ;;
   env)   [ $# -gt 0 ] && exec "$@"; echo "PYTHONPATH=$PYTHONPATH GRC_BLOCKS_PATH=$GRC_BLOCKS_PATH python=$py" ;;
   *) echo "usage: ./dev.sh setup|demo|test|bench|train|env [args]" >&2; exit 2 ;;
 esac

@@ -69,7 +69,9 @@ def tag(offset, key, value):
 def test_encoder_pdus_are_compress_bytes_and_the_tail_is_flushed(tiny_model_dir, codec, rng):
     x = random_frames(rng, 37)
     samples = np.concatenate([x.reshape(-1), random_frames(rng, 1)[0, :300]])  # + a partial frame
-    encoder, pdus = run_encoder(tiny_model_dir, samples, level=2, frames_per_pdu=16)
+    # the end of the input is marked with a flush tag (what flowgraphs.frame_source does)
+    encoder, pdus = run_encoder(tiny_model_dir, samples, [tag(len(samples) - 1, "hqarf_flush", pmt.PMT_T)],
+                                level=2, frames_per_pdu=16)
     expected = [codec.compress(x[i:i + 16], 2, sequence=k) for k, i in enumerate(range(0, 37, 16))]
     assert [blob for _, blob in pdus] == expected  # 16 + 16 + a shorter PDU of 5 frames
     for k, (meta, _) in enumerate(pdus):

@@ -32,10 +32,22 @@ def as_frames(x, frame_len: int) -> np.ndarray:
     return arr
 
 
-def frame_scales(frames: np.ndarray) -> np.ndarray:
-    """Per-frame amplitude max |x|, the scale the wire format carries (bfloat16-rounded)."""
-    scales = np.abs(frames).max(axis=1).astype(np.float32)
-    return wire.scales_from_bfloat16(wire.scales_to_bfloat16(scales))
+# The largest finite bfloat16 (0x7F7F): amplitudes above it saturate there instead of overflowing.
+MAX_SCALE = float(np.array([0x7F7F0000], np.uint32).view(np.float32)[0])
+
+
+def magnitudes(frames: np.ndarray) -> np.ndarray:
+    """Per-frame max |x| in float64: |x| of a float32 complex near 3.4e38 overflows float32."""
+    return np.abs(frames.astype(np.complex128)).max(axis=1) if frames.size else np.zeros(len(frames))
+
+
+def frame_scales(frames: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-frame amplitude max |x|, the scale the wire format carries (bfloat16-rounded), and how
+    many frames saturated at MAX_SCALE (amplitudes float32 or bfloat16 cannot carry)."""
+    raw = magnitudes(frames)
+    saturated = int((raw > MAX_SCALE).sum())
+    scales = np.minimum(raw, MAX_SCALE).astype(np.float32)
+    return wire.scales_from_bfloat16(wire.scales_to_bfloat16(scales)), saturated
 
 
 def to_iq(frames: np.ndarray, device) -> torch.Tensor:
@@ -53,6 +65,7 @@ class Codec:
 
     encode/decode work on unit-scale frames (each frame is scaled to max |x| = 1 before encoding);
     compress/decompress carry each frame's amplitude in the message and restore it.
+    Amplitudes beyond MAX_SCALE saturate there, counted in `saturated_frames`.
     """
 
     def __init__(self, model: HQARF, manifest: dict | None = None, device: str = "cpu"):
@@ -64,6 +77,9 @@ class Codec:
         self.fingerprint_hex = fp
         self.fingerprint = bytes.fromhex(fp)
         self._tokens = [self.config.tokens(level) for level in range(self.config.levels)]
+        # Frames compressed whose amplitude exceeded MAX_SCALE (about 3.39e38) and was saturated
+        # there: counted, not warned about (a receiver sees a frame at the largest amplitude).
+        self.saturated_frames = 0
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -104,6 +120,11 @@ class Codec:
         """Bytes of the largest message this model accepts (level 0, wire.MAX_FRAMES frames)."""
         return max(self.message_size(level, wire.MAX_FRAMES) for level in range(self.levels))
 
+    @property
+    def max_message_size(self) -> int:
+        """Bytes of the largest message this model accepts (level 0, wire.MAX_FRAMES frames)."""
+        return max(self.message_size(level, wire.MAX_FRAMES) for level in range(self.levels))
+
     def _check_level(self, level) -> int:
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.levels:
             raise ValueError(f"level must be an integer in 0..{self.levels - 1}, got {level!r}")
@@ -115,8 +136,8 @@ class Codec:
         """complex64 (N, frame_len) -> int64 (N, tokens(level)) indices. Argmax unless `sample`."""
         level = self._check_level(level)
         frames = as_frames(x, self.frame_len)
-        scales = np.abs(frames).max(axis=1)
-        unit = frames / np.where(scales > 0, scales, 1)[:, None]
+        scales = magnitudes(frames)
+        unit = (frames / np.where(scales > 0, scales, 1)[:, None]).astype(np.complex64)
         gen = None
         if sample:
             gen = torch.Generator(device=self.device)
@@ -152,7 +173,8 @@ class Codec:
         """Frames -> consecutive wire messages of `frames_per_message` frames (the last may be
         shorter), sequence numbers counting from `first_sequence`; one batched encode for all."""
         frames = as_frames(x, self.frame_len)
-        codes, scales = self.encode(frames, level), frame_scales(frames)
+        codes, (scales, saturated) = self.encode(frames, level), frame_scales(frames)
+        self.saturated_frames += saturated
         return [wire.pack(codes[i:i + frames_per_message], scales[i:i + frames_per_message], level=level,
                           bits=self.bits_per_index, fingerprint=self.fingerprint,
                           sequence=(first_sequence + k) & 0xFFFFFFFF)

@@ -29,6 +29,10 @@ WIRE_REASONS = ("truncated", "magic", "version", "level", "bits", "flags", "fram
                 "checksum", "fingerprint", "index_range", "padding", "scale")
 # Decoded frames per work() call at most: the output buffer is sized to hold this many.
 BATCH_FRAMES = 64
+# Frames queued at most by default (with compact indices about 8.5 MB at level 0 of 1024-sample frames).
+DEFAULT_MAX_QUEUED_FRAMES = 16384
+# Sequence numbers remembered to tell a duplicate or a late message from a restarted sender.
+SEQUENCE_WINDOW = 4096
 
 
 class _Queued:
@@ -61,6 +65,22 @@ class decoder(gr.sync_block):
     one's + 1 counts one `sequence_gaps` (lost in transit, or a restarted sender) and, going
     forward, adds the number skipped to `missing_messages`.
 
+    Sequence policy (the last SEQUENCE_WINDOW = 4096 numbers are remembered): a sequence number
+    already accepted is a replay or duplicate: dropped, counted in `dropped_duplicate`. One that
+    was skipped earlier (counted missing) arriving late is decoded, counted in `reordered`, and
+    no longer counted missing. A jump forward counts one `sequence_gaps` and the skipped numbers in
+    `missing_messages`; a jump backward to a number never seen counts one `sequence_gaps` and
+    restarts the tracking (a restarted sender).
+
+    Bounds: at most `max_queue` messages and `max_queued_frames` frames wait (indices held as
+    1-2 bytes each); a PDU beyond either is dropped on arrival (`dropped_overflow`). A PDU larger
+    than the largest message the model accepts (wire.MAX_FRAMES frames) is refused before it is
+    copied (`dropped_length`).
+
+    Stop: frames still queued when the flowgraph is stopped (tb.stop() of a running cloud) are
+    counted in `lost_at_stop_frames` / `lost_at_stop_messages` and logged; to deliver them, post
+    "done" to the `system` port and let the block finish (flowgraphs.Cloud.drain).
+
     End: with no data the block sleeps in the scheduler (no spinning) and wakes when a message
     arrives. It finishes once every queued frame is out and an upstream message block has
     finished (GNU Radio posts "done" to the `system` port of message neighbours, e.g. when an
@@ -69,12 +89,14 @@ class decoder(gr.sync_block):
 
     Counters: `counters()` returns received, accepted, decoded_messages, decoded_frames,
     dropped_malformed, dropped_<reason> for every wire reason, dropped_overflow, sequence_gaps,
-    missing_messages, decode_errors, queued.
+    missing_messages, dropped_duplicate, reordered, decode_errors, frames_failed, lost_at_stop_frames,
+    lost_at_stop_messages, queued, queued_frames.
     """
 
-    def __init__(self, model="", device="cpu", max_queue=64):
+    def __init__(self, model="", device="cpu", max_queue=64, max_queued_frames=DEFAULT_MAX_QUEUED_FRAMES):
         gr.sync_block.__init__(self, name="hqarf_decoder", in_sig=None, out_sig=[np.complex64])
         self.max_queue = check_int("max_queue", max_queue, 1)
+        self.max_queued_frames = check_int("max_queued_frames", max_queued_frames, 1)
         self.codec = load_codec(model or None, device=device)
         self.frame_len = self.codec.frame_len
         self.set_output_multiple(self.frame_len)
@@ -84,15 +106,19 @@ class decoder(gr.sync_block):
         self.set_msg_handler(PDUS, self.handle_pdu)
         self._queue: collections.deque = collections.deque()
         self._expected_sequence = None
+        self._seen = collections.OrderedDict()  # sequence -> True (accepted) / False (missing)
+        self._queued_frames = 0
+        self._max_bytes = self.codec.max_message_size
         self._warned: set = set()
         self._level_pmt = [pmt.from_long(level) for level in range(self.codec.levels)]
         self._counts = {"received": 0, "accepted": 0, "decoded_messages": 0, "decoded_frames": 0,
                         "dropped_malformed": 0, **{f"dropped_{r}": 0 for r in WIRE_REASONS},
-                        "dropped_overflow": 0, "sequence_gaps": 0, "missing_messages": 0,
-                        "decode_errors": 0}
+                        "dropped_overflow": 0, "dropped_duplicate": 0, "sequence_gaps": 0, "missing_messages": 0,
+                        "reordered": 0, "decode_errors": 0, "frames_failed": 0,
+                        "lost_at_stop_frames": 0, "lost_at_stop_messages": 0}
 
     def counters(self) -> dict:
-        return {**self._counts, "queued": len(self._queue)}
+        return {**self._counts, "queued": len(self._queue), "queued_frames": self._queued_frames}
 
     # -- message side: validate and queue only --------------------------------------------------
     def handle_pdu(self, msg) -> None:
@@ -111,29 +137,61 @@ class decoder(gr.sync_block):
         if not (pmt.is_dict(meta) or pmt.is_null(meta)):
             self._drop("malformed", f"dropping a PDU whose metadata is not a dictionary: {_short(meta)}")
             return
+        size = pmt.length(pmt.cdr(msg))
+        if size > self._max_bytes:
+            self._drop("length", f"dropping a PDU of {size} bytes: the largest message this model accepts "
+                                 f"is {self._max_bytes} bytes")
+            return
         try:
             message = self.codec.parse(bytes(pmt.u8vector_elements(pmt.cdr(msg))))
         except ValueError as exc:  # WireFormatError
             reason = getattr(exc, "reason", "malformed")
             self._drop(reason if reason in WIRE_REASONS else "malformed", f"dropping PDU: {exc}")
             return
+        if not self._track_sequence(message.sequence):
+            self._drop("duplicate", f"dropping PDU {message.sequence}: already received (a replay or "
+                                    f"duplicate)")
+            return
         self._counts["accepted"] += 1
-        self._track_sequence(message.sequence)
-        if len(self._queue) >= self.max_queue:
-            self._drop("overflow", f"decoder queue full ({self.max_queue} messages): dropping PDUs "
-                                   f"until it drains; consider a larger max_queue or a lower rate")
+        if (len(self._queue) >= self.max_queue
+                or self._queued_frames + message.frames > self.max_queued_frames):
+            self._drop("overflow", f"decoder queue full ({len(self._queue)} messages, {self._queued_frames} "
+                                   f"frames; limits {self.max_queue} and {self.max_queued_frames}): dropping "
+                                   f"PDUs until it drains; consider larger limits or a lower rate")
             return
         tags, labels = _from_metadata(meta, message.frames)
         self._queue.append(_Queued(message, tags, labels))
+        self._queued_frames += message.frames
 
-    def _track_sequence(self, sequence: int) -> None:
+    def _remember(self, sequence: int, accepted: bool) -> None:
+        self._seen[sequence] = accepted
+        self._seen.move_to_end(sequence)
+        while len(self._seen) > SEQUENCE_WINDOW:
+            self._seen.popitem(last=False)
+
+    def _track_sequence(self, sequence: int) -> bool:
+        """Apply the sequence policy (class docstring); False for a duplicate, to be dropped."""
         expected = self._expected_sequence
+        known = self._seen.get(sequence)
+        if known is True:
+            return False
+        if known is False:  # counted missing, arrived late
+            self._counts["reordered"] += 1
+            self._counts["missing_messages"] -= 1
+            self._seen[sequence] = True
+            return True
         if expected is not None and sequence != expected:
             self._counts["sequence_gaps"] += 1
             skipped = (sequence - expected) & 0xFFFFFFFF
-            if skipped < 0x80000000:  # forward jump: messages lost; backward: sender restarted
+            if skipped < 0x80000000:  # forward jump: messages lost (or late)
                 self._counts["missing_messages"] += skipped
+                for k in range(max(0, skipped - SEQUENCE_WINDOW), skipped):
+                    self._remember((expected + k) & 0xFFFFFFFF, False)
+            else:  # backward to a number never seen: the sender restarted
+                self._seen.clear()
+        self._remember(sequence, True)
         self._expected_sequence = (sequence + 1) & 0xFFFFFFFF
+        return True
 
     def _drop(self, kind: str, text: str) -> None:
         self._counts[f"dropped_{kind}"] += 1
@@ -148,7 +206,9 @@ class decoder(gr.sync_block):
         except Exception as exc:  # never let an exception reach the scheduler
             self._counts["decode_errors"] += 1
             self.logger.error(f"unexpected error, queued PDUs dropped: {exc!r}")
+            self._counts["frames_failed"] += self._queued_frames
             self._queue.clear()
+            self._queued_frames = 0
             return 0
 
     def _emit(self, out) -> int:
@@ -165,6 +225,7 @@ class decoder(gr.sync_block):
             room -= take
             if entry.done == entry.message.frames:
                 self._queue.popleft()
+                self._queued_frames -= entry.message.frames
                 self._counts["decoded_messages"] += 1
         written = 0
         base = self.nitems_written(0)
@@ -182,6 +243,7 @@ class decoder(gr.sync_block):
             except Exception as exc:
                 self._counts["decode_errors"] += 1
                 self.logger.error(f"decoding failed, {len(indices)} frames dropped: {exc!r}")
+                self._counts["frames_failed"] += len(indices)
                 i = j
                 continue
             out[written * L:(written + len(frames)) * L] = frames.reshape(-1)
@@ -208,12 +270,19 @@ class decoder(gr.sync_block):
 
     def stop(self):
         try:
-            drops = {k: v for k, v in self._counts.items() if k.startswith("dropped_") and v}
-            if drops or self._counts["sequence_gaps"]:
-                self.logger.info(f"decoded {self._counts['decoded_frames']} frames; dropped {drops}; "
-                                 f"sequence gaps {self._counts['sequence_gaps']}")
-        except Exception:
-            pass
+            if self._queue:  # the flowgraph was stopped before these were emitted
+                self._counts["lost_at_stop_messages"] += len(self._queue)
+                self._counts["lost_at_stop_frames"] += sum(e.message.frames - e.done for e in self._queue)
+                self._queue.clear()
+                self._queued_frames = 0
+            c = self._counts
+            drops = {k: v for k, v in c.items() if k.startswith("dropped_") and v}
+            if drops or c["sequence_gaps"] or c["reordered"] or c["lost_at_stop_frames"]:
+                self.logger.info(f"decoded {c['decoded_frames']} frames; dropped {drops}; sequence gaps "
+                                 f"{c['sequence_gaps']}, missing {c['missing_messages']}, reordered {c['reordered']}; "
+                                 f"lost at stop {c['lost_at_stop_frames']} frames in {c['lost_at_stop_messages']} PDUs")
+        except Exception as exc:  # never raise from stop()
+            self.logger.error(f"error at stop: {exc!r}")
         return True
 
 

@@ -24,6 +24,7 @@ TAG_RX_RATE = "rx_rate"            # double, samples per second, as uhd.usrp_sou
 TAG_SAMPLE_RATE = "sample_rate"    # accepted as a synonym of rx_rate
 TAG_RX_FREQ = "rx_freq"            # double, Hz, as uhd.usrp_source
 TAG_TRUE_LABEL = "true_label"      # class index (integer) or class name (symbol); -1 = unknown
+TAG_FLUSH = "hqarf_flush"          # any value: send the frames up to the one holding it now
 
 META_LEVEL = pmt.intern("level")
 META_SEQUENCE = pmt.intern("sequence")
@@ -36,10 +37,10 @@ META_SAMPLE_RATE = pmt.intern("sample_rate")
 META_RX_FREQ = pmt.intern("rx_freq")
 META_TRUE_LABEL = pmt.intern("true_label")
 
-# How long complete frames of an unfinished PDU may wait for more input before they are sent as a
-# shorter PDU. This is how the tail of a finite stream gets out: GNU Radio gives a Python block
-# no end-of-stream signal, but a stream that has ended stops delivering samples.
-DEFAULT_FLUSH_AFTER_S = 0.1
+# The stall flush is off by default: PDU boundaries then depend only on the input (every
+# frames_per_pdu frames, and at hqarf_flush tags), never on how busy the machine is. GNU Radio
+# gives a Python block no end-of-stream signal, so a finite source marks its end with a tag.
+DEFAULT_FLUSH_AFTER_S = 0.0
 # Poll interval while waiting for input with frames pending (see general_work).
 _POLL_S = 0.002
 
@@ -93,13 +94,18 @@ class encoder(gr.basic_block):
     to the frames starting at or after it; class names are mapped through the model's classes).
 
     Batching: all complete PDUs that the available input holds are encoded in one forward pass.
-    Partial PDU: complete frames wait for the rest of their PDU; if no new sample arrives for
-    `flush_after` seconds (0.1 s, `set_flush_after`; 0 = send whatever each call brings) they are
-    sent as a shorter PDU. That is how the tail of a file reaches the decoder before the
-    flowgraph ends, and it bounds latency when a stream stalls. Samples of an incomplete frame are
-    never sent: at the end they are dropped and counted in `samples_dropped`. On `tb.stop()`
-    complete frames still waiting are published from stop(), best effort (downstream blocks may
-    already have stopped).
+    Framing is deterministic: PDU k holds frames [k F, (k + 1) F) for F = frames_per_pdu, whatever
+    the scheduler or the CPU load, except where the input says otherwise: a stream tag
+    `hqarf_flush` (any value) sends the complete frames up to and including the frame holding it
+    at once, the last PDU shorter, and the next PDU starts after them. flowgraphs.frame_source
+    puts one on the last sample of a finite source, so the tail of a recording gets out before
+    the flowgraph ends. Stall flush (opt-in, for live streams that must bound latency):
+    `flush_after` seconds > 0 (`set_flush_after`) sends complete frames that waited that long
+    without new input as a shorter PDU; PDU boundaries then depend on timing. Default 0: off.
+    Samples of an incomplete frame are never sent: at the end they are dropped and counted in
+    `samples_dropped`. Complete frames still waiting when the flowgraph stops (no flush tag, no
+    stall flush) cannot reach anyone any more (downstream blocks have finished): they are not
+    published, but counted in `frames_unsent` and logged.
 
     Level: `set_level(level)` (GRC callback) validates and applies from the next PDU built.
     Bad input: NaN/inf samples are replaced by 0, counted (`samples_nonfinite`) and warned about
@@ -108,10 +114,12 @@ class encoder(gr.basic_block):
     hqarf.WeightsError (naming the file) for a missing or corrupt model.
 
     Counters (plain attributes, readable while running): frames_encoded, pdus_sent, bytes_sent,
-    samples_dropped, samples_nonfinite, frames_failed, short_pdus; `counters()` returns all.
+    samples_dropped, samples_nonfinite, frames_failed, short_pdus, frames_unsent; `counters()`
+    returns all.
     """
 
-    def __init__(self, model="", level=0, frames_per_pdu=16, device="cpu", num_threads=1):
+    def __init__(self, model="", level=0, frames_per_pdu=16, device="cpu", num_threads=1,
+                 flush_after=DEFAULT_FLUSH_AFTER_S):
         gr.basic_block.__init__(self, name="hqarf_encoder", in_sig=[np.complex64], out_sig=None)
         self.frames_per_pdu = check_int("frames_per_pdu", frames_per_pdu, 1, wire.MAX_FRAMES)
         num_threads = check_int("num_threads", num_threads, 0)
@@ -124,7 +132,9 @@ class encoder(gr.basic_block):
             torch.set_num_threads(num_threads)  # process-wide in PyTorch
         self.message_port_register_out(PDUS)
         self._fingerprint = pmt.intern(self.codec.fingerprint_hex)
-        self._flush_after = DEFAULT_FLUSH_AFTER_S
+        self._flush_after = 0.0
+        self.set_flush_after(flush_after)
+        self._flush_marks: list = []   # input offsets of hqarf_flush tags not yet acted on
 
         capacity = self.frame_len * self.frames_per_pdu + (1 << 16)
         self._buf = np.zeros(capacity, np.complex64)
@@ -147,6 +157,7 @@ class encoder(gr.basic_block):
         self.samples_nonfinite = 0
         self.frames_failed = 0
         self.short_pdus = 0
+        self.frames_unsent = 0
 
     # -- parameters ---------------------------------------------------------------------------
     def _check_level(self, level) -> int:
@@ -172,7 +183,8 @@ class encoder(gr.basic_block):
         return {"frames_encoded": self.frames_encoded, "pdus_sent": self.pdus_sent,
                 "bytes_sent": self.bytes_sent, "samples_dropped": self.samples_dropped,
                 "samples_nonfinite": self.samples_nonfinite, "frames_failed": self.frames_failed,
-                "short_pdus": self.short_pdus, "frames_pending": self._fill // self.frame_len}
+                "short_pdus": self.short_pdus, "frames_unsent": self.frames_unsent,
+                "frames_pending": self._fill // self.frame_len}
 
     # -- scheduler ----------------------------------------------------------------------------
     def general_work(self, input_items, output_items):
@@ -193,13 +205,18 @@ class encoder(gr.basic_block):
             self._read_tags(start, start + fresh)
             self._append(samples[self._held:])
             self._last_input = now
+        self._send_flush_marks()
         idle = now - self._last_input
         complete = self._fill // self.frame_len
-        flush = complete > 0 and (self._flush_after == 0 or (fresh <= 0 and idle >= self._flush_after))
-        self._send(flush)
-        # While complete frames wait for their PDU, leave one (already copied) item in GNU
-        # Radio's buffer: the scheduler keeps calling us only while input is there, and these
-        # calls are what notice that the input has stopped (end of a file) and flush the tail.
+        stalled = self._flush_after > 0 and complete > 0 and fresh <= 0 and idle >= self._flush_after
+        self._send(stalled)
+        if self._flush_after <= 0:
+            self.consume(0, n - self._held)
+            self._held = 0
+            return 0
+        # Stall flush: while complete frames wait for their PDU, leave one (already copied) item
+        # in GNU Radio's buffer: the scheduler keeps calling us only while input is there, and
+        # these calls are what notice that the input has stopped and flush after the timeout.
         keep = 1 if (self._fill >= self.frame_len and n > 0) else 0
         self.consume(0, n - keep)
         self._held = keep
@@ -209,8 +226,15 @@ class encoder(gr.basic_block):
 
     def stop(self):
         try:
-            if self._fill >= self.frame_len:
-                self._send(flush=True)
+            waiting = self._fill // self.frame_len
+            if waiting:  # downstream has finished: publishing now would lose them uncounted
+                self.frames_unsent += waiting
+                self.logger.warn(f"end of stream: {waiting} complete frames not sent (fewer than "
+                                 f"frames_per_pdu={self.frames_per_pdu} and no {TAG_FLUSH} tag after them); "
+                                 f"counted in frames_unsent")
+                self._fill -= waiting * self.frame_len
+                self._buf[:self._fill] = self._buf[waiting * self.frame_len:waiting * self.frame_len + self._fill]
+                self._buf_offset += waiting * self.frame_len
             if self._fill:
                 self.samples_dropped += self._fill
                 self.logger.info(f"end of stream: dropped {self._fill} samples of an incomplete frame")
@@ -243,6 +267,8 @@ class encoder(gr.basic_block):
                     self._rate = rate if rate > 0 else None
                 elif key == TAG_RX_FREQ:
                     self._freqs.append((tag.offset, pmt.to_double(tag.value)))
+                elif key == TAG_FLUSH:
+                    self._flush_marks.append(tag.offset)
                 elif key == TAG_TRUE_LABEL:
                     index = label_index(tag.value, self._classes)
                     if index is None:
@@ -253,11 +279,28 @@ class encoder(gr.basic_block):
             except (RuntimeError, ValueError, TypeError) as exc:
                 self._warn_once(key, f"ignoring malformed {key} tag {tag.value}: {exc}")
 
-    def _send(self, flush: bool) -> None:
+    def _send_flush_marks(self) -> None:
+        """Act on hqarf_flush tags whose frame is complete: send every frame up to it."""
+        L = self.frame_len
+        self._flush_marks.sort()
+        while self._flush_marks:
+            mark = self._flush_marks[0]
+            if mark < self._buf_offset:  # its frame already went out
+                self._flush_marks.pop(0)
+                continue
+            frame = (mark - self._buf_offset) // L
+            if frame >= self._fill // L:  # that frame is not complete yet
+                if self._fill // L:
+                    self._send(False)
+                return
+            self._flush_marks.pop(0)
+            self._send(True, limit=frame + 1)
+
+    def _send(self, flush: bool, limit: int | None = None) -> None:
         """Encode and publish every complete PDU in the buffer; with `flush` also the complete
-        frames of an unfinished PDU, as a shorter PDU."""
+        frames of an unfinished PDU, as a shorter PDU. `limit`: consider the first frames only."""
         L, fpp = self.frame_len, self.frames_per_pdu
-        complete = self._fill // L
+        complete = self._fill // L if limit is None else min(limit, self._fill // L)
         count = complete if flush else (complete // fpp) * fpp
         if count == 0:
             return

@@ -16,8 +16,8 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
-from .decoder import decoder
-from .encoder import TAG_TRUE_LABEL, encoder
+from .decoder import DEFAULT_MAX_QUEUED_FRAMES, decoder
+from .encoder import TAG_FLUSH, TAG_TRUE_LABEL, encoder
 from .modrec_sink import modrec_sink
 
 # The sample recording: in a checkout under examples/data, installed by CMake beside the package.
@@ -32,7 +32,8 @@ SOURCE_BUFFER = 1 << 16
 
 def frame_source(frames, labels=None, repeat=False):
     """A vector source of the frames' samples; with `labels` (one class index per frame) a
-    `true_label` tag at every frame start, as a labelled recording would give."""
+    `true_label` tag at every frame start, as a labelled recording would give. A finite source
+    tags its last sample `hqarf_flush`, so the encoder sends the tail before the flowgraph ends."""
     frames = np.asarray(frames, dtype=np.complex64)
     tags = []
     if labels is not None:
@@ -42,6 +43,8 @@ def frame_source(frames, labels=None, repeat=False):
         key = pmt.intern(TAG_TRUE_LABEL)
         tags = [gr.tag_utils.python_to_tag((i * frames.shape[1], key, pmt.from_long(int(label))))
                 for i, label in enumerate(labels)]
+    if not repeat and frames.size:
+        tags.append(gr.tag_utils.python_to_tag((frames.size - 1, pmt.intern(TAG_FLUSH), pmt.PMT_T)))
     source = blocks.vector_source_c(frames.reshape(-1).tolist(), repeat, 1, tags)
     source.set_min_output_buffer(SOURCE_BUFFER)
     return source
@@ -92,7 +95,8 @@ class Loopback(gr.top_block):
         self.source = frame_source(frames, labels)
         self.encoder = encoder(model=model, level=level, frames_per_pdu=frames_per_pdu,
                                device=device, num_threads=num_threads)
-        self.decoder = decoder(model=model, device=device, max_queue=max_queue)
+        self.decoder = decoder(model=model, device=device, max_queue=max_queue,
+                               max_queued_frames=max(DEFAULT_MAX_QUEUED_FRAMES, len(frames)))
         self.modrec = modrec_sink(model=model if classifier_model is None else classifier_model,
                                   true_label=true_label, device=device, num_threads=num_threads)
         self.connect(self.source, self.encoder)
@@ -162,6 +166,24 @@ class Cloud(gr.top_block):
         if keep_samples:
             self.samples = blocks.vector_sink_c()
             self.connect(self.decoder, self.samples)
+
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Deliver what is queued, then stop: post "done" to the decoder, which finishes once its
+        queue is out; the ModRec sink then classifies what is left in its input and finishes.
+        Waits at most `timeout_s` (what is still queued then is counted lost_at_stop_* by the
+        decoder's stop()); returns whether everything was drained. PDUs arriving after the call
+        are not decoded: call it once the sender has finished."""
+        self.decoder.to_basic_block()._post(pmt.intern("system"),
+                                            pmt.cons(pmt.intern("done"), pmt.from_long(1)))
+        deadline = time.monotonic() + timeout_s
+        sink = self.modrec.to_basic_block().detail()
+        while not sink.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        drained = bool(sink.done())
+        self.stop()
+        self.wait()
+        return drained
 
 
 def cloud(model, address, **kwargs) -> Cloud:

@@ -33,6 +33,16 @@ def fingerprint(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def config_fingerprint(config, weights_fingerprint: str) -> str:
+    """SHA-256 over the manifest's config (canonical JSON) bound to the weights' fingerprint.
+
+    Stored as `config_fingerprint` in every manifest: the weights fingerprint alone does not cover
+    settings that change no tensor shape (a codec's frame_len), so an edited config would load
+    with weights trained for another one."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(f"{weights_fingerprint}|{text}".encode()).hexdigest()[:16]
+
+
 def manifest_path(path, kind: str) -> Path:
     """Accept a model directory, its `<kind>.json` manifest or its `<kind>.safetensors`."""
     if path is None or str(path) == "":
@@ -54,6 +64,7 @@ def save(directory, kind: str, state: dict[str, torch.Tensor], manifest: dict) -
     save_file(state, str(weights))
     full = {"format": f"hqarf-{kind}", "format_version": FORMAT_VERSION, "weights": weights.name,
             "fingerprint": fingerprint(state), **manifest}
+    full["config_fingerprint"] = config_fingerprint(full.get("config"), full["fingerprint"])
     out = directory / f"{kind}.json"
     out.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return out
@@ -77,7 +88,15 @@ def load(path, kind: str) -> tuple[dict, dict[str, torch.Tensor], Path]:
                            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise WeightsError(f"{mpath}: unsupported format_version {manifest.get('format_version')!r}")
-    wpath = mpath.parent / str(manifest.get("weights", f"{kind}.safetensors"))
+    name = manifest.get("weights", f"{kind}.safetensors")
+    # The weights live beside their manifest: a bare file name, no directories, no links out.
+    if (not isinstance(name, str) or not name or Path(name).name != name or name in (".", "..")
+            or not name.endswith(".safetensors")):
+        raise WeightsError(f"{mpath}: \"weights\" must name a .safetensors file in the model directory, "
+                           f"got {name!r}")
+    wpath = mpath.parent / name
+    if wpath.is_symlink() and wpath.resolve().parent != mpath.parent.resolve():
+        raise WeightsError(f"{mpath}: weights {name} link outside the model directory")
     if not wpath.exists():
         raise WeightsError(f"{kind} weights file not found: {wpath} (named by {mpath})")
     try:
@@ -88,6 +107,14 @@ def load(path, kind: str) -> tuple[dict, dict[str, torch.Tensor], Path]:
     if manifest.get("fingerprint") != actual:
         raise WeightsError(f"{wpath}: weights fingerprint {actual} does not match {manifest.get('fingerprint')} "
                            f"in {mpath.name}: the file is corrupt or belongs to another model")
+    try:
+        config_actual = config_fingerprint(manifest.get("config"), actual)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{mpath}: config is not plain JSON ({exc})") from None
+    if manifest.get("config_fingerprint") != config_actual:
+        raise WeightsError(f"{mpath}: config_fingerprint {manifest.get('config_fingerprint')!r} does not match "
+                           f"its config and weights ({config_actual}): the config was edited, or the manifest "
+                           f"predates config fingerprints (save the model again)")
     return manifest, state, mpath
 
 
