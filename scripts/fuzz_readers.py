@@ -101,7 +101,7 @@ def apply(blob: bytes, mutation: tuple) -> bytes:
         return join(fields, mutation[1], messages)
     if kind == "deep":  # nesting far beyond anything SigMF uses
         fields, _, messages = split(blob)
-        return join(fields, b'{"global": ' + b"[" * mutation[1] + b"]" * mutation[1] + b"}", messages)
+        return join(fields, b'{"global": {"x": ' + b"[" * mutation[1] + b"]" * mutation[1] + b"}}", messages)
     if kind == "inflate":  # metadata that inflates to mutation[1] bytes
         fields, meta, messages = split(blob)
         pad = b" " * max(0, mutation[1] - len(meta))
