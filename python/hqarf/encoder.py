@@ -280,21 +280,14 @@ class encoder(gr.basic_block):
                 self._warn_once(key, f"ignoring malformed {key} tag {tag.value}: {exc}")
 
     def _send_flush_marks(self) -> None:
-        """Act on hqarf_flush tags whose frame is complete: send every frame up to it."""
+        """Act on hqarf_flush tags the input has reached: send every complete frame that starts at
+        or before the tagged sample (a tag inside an incomplete last frame sends those before it)."""
         L = self.frame_len
         self._flush_marks.sort()
-        while self._flush_marks:
-            mark = self._flush_marks[0]
-            if mark < self._buf_offset:  # its frame already went out
-                self._flush_marks.pop(0)
-                continue
-            frame = (mark - self._buf_offset) // L
-            if frame >= self._fill // L:  # that frame is not complete yet
-                if self._fill // L:
-                    self._send(False)
-                return
-            self._flush_marks.pop(0)
-            self._send(True, limit=frame + 1)
+        while self._flush_marks and self._flush_marks[0] < self._buf_offset + self._fill:
+            mark = self._flush_marks.pop(0)
+            if mark >= self._buf_offset:
+                self._send(True, limit=(mark - self._buf_offset) // L + 1)
 
     def _send(self, flush: bool, limit: int | None = None) -> None:
         """Encode and publish every complete PDU in the buffer; with `flush` also the complete
