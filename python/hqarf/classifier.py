@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The ModRec classifier: a small 1-D residual CNN in plain PyTorch over complex IQ frames.
+"""The ModRec classifiers in plain PyTorch over complex IQ frames: the project's 1-D residual CNN
+(``arch="cnn"``) and a small transformer over IQ patches (``arch="transformer"``).
 
-Trained on original (uncompressed) frames only; used to judge what reconstructions keep.
+Both are trained on original (uncompressed) frames only. The CNN is the project classifier (the codec's
+training sees its features); the transformer is the held-out evaluation classifier, shipped as
+``heldout_classifier.*`` and never used in codec training or model selection.
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ from . import weights as weights_io
 from .codec import CHUNK, as_frames, to_iq
 
 
+ARCHITECTURES = ("cnn", "transformer")
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
     num_classes: int = 6
@@ -25,12 +31,22 @@ class ClassifierConfig:
     widths: tuple = (32, 64, 96, 128)
     blocks: tuple = (1, 1, 1, 1)
     dropout: float = 0.1
+    arch: str = "cnn"
+    # transformer only: samples per patch (token), model width, layers, attention heads
+    patch: int = 16
+    dim: int = 64
+    depth: int = 3
+    heads: int = 4
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
         if len(self.widths) != len(self.blocks):
             raise ValueError("widths and blocks need one entry per stage")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.arch == "transformer" and (self.frame_len % self.patch or self.dim % self.heads):
+            raise ValueError("transformer: frame_len must be a multiple of patch and dim of heads")
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -90,15 +106,60 @@ class ModRecNet(nn.Module):
         pooled = torch.cat([h.mean(-1), h.amax(-1)], 1)
         return self.head(self.dropout(pooled))
 
+    def feature_maps(self, iq: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after the stem and after every block, then the pooled features and the
+        logits: what a perceptual (feature-matching) loss compares."""
+        h = self.stem(features(iq))
+        maps = [h]
+        for block in self.stages:
+            h = block(h)
+            maps.append(h)
+        pooled = torch.cat([h.mean(-1), h.amax(-1)], 1)
+        return maps + [pooled, self.head(self.dropout(pooled))]
+
+
+class PatchTransformerNet(nn.Module):
+    """A small transformer over non-overlapping patches of I, Q and amplitude at unit RMS.
+
+    Chosen to differ from the CNN in everything a codec could overfit to: no convolution stack, no
+    phase-difference channel, global attention instead of local receptive fields."""
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        tokens = config.frame_len // config.patch
+        self.embed = nn.Conv1d(3, config.dim, config.patch, stride=config.patch)
+        self.position = nn.Parameter(torch.zeros(1, tokens, config.dim))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(config.dim, config.heads, 2 * config.dim, config.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.dim)
+        self.head = nn.Linear(config.dim, config.num_classes)
+
+    def forward(self, iq: torch.Tensor) -> torch.Tensor:
+        rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+        iq = iq / rms
+        x = torch.cat([iq, iq.pow(2).sum(1, keepdim=True).sqrt()], 1)
+        h = self.embed(x).transpose(1, 2) + self.position
+        h = self.norm(self.encoder(h)).mean(1)
+        return self.head(h)
+
+
+def build_network(config: ClassifierConfig) -> nn.Module:
+    """The network a config describes (old manifests without ``arch`` are CNNs)."""
+    return ModRecNet(config) if config.arch == "cnn" else PatchTransformerNet(config)
+
 
 class Classifier:
     """A loaded ModRec classifier: predict(x) / predict_proba(x) on complex64 (N, frame_len)."""
 
-    def __init__(self, net: ModRecNet, manifest: dict | None = None, device: str = "cpu"):
+    def __init__(self, net: nn.Module, manifest: dict | None = None, device: str = "cpu", kind: str = "classifier"):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.config = net.config
         self.manifest = dict(manifest or {})
+        self.kind = kind
         self.classes = list(self.manifest.get("classes", [str(i) for i in range(self.config.num_classes)]))
         if len(self.classes) != self.config.num_classes:
             raise ValueError(f"{len(self.classes)} class names for {self.config.num_classes} outputs")
@@ -129,20 +190,28 @@ class Classifier:
                 **{k: v for k, v in self.manifest.items()
                    if k not in ("format", "format_version", "weights", "fingerprint", "config", "classes")},
                 **manifest}
-        path = weights_io.save(directory, "classifier", self.net.state_dict(), body)
-        self.manifest = weights_io.load(path, "classifier")[0]
+        path = weights_io.save(directory, self.kind, self.net.state_dict(), body)
+        self.manifest = weights_io.load(path, self.kind)[0]
         return str(path)
 
 
-def load_classifier(path=None, device: str = "cpu") -> Classifier:
-    """Load a classifier from a model directory or manifest; None or "" loads the shipped default."""
-    manifest, state, mpath = weights_io.load(path, "classifier")
+# The two kinds of classifier a model directory holds.
+KINDS = ("classifier", "heldout_classifier")
+
+
+def load_classifier(path=None, device: str = "cpu", kind: str = "classifier") -> Classifier:
+    """Load a classifier from a model directory or manifest; None or "" loads the shipped default.
+
+    ``kind="heldout_classifier"`` loads the held-out evaluation classifier of the model directory."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    manifest, state, mpath = weights_io.load(path, kind)
     try:
-        net = ModRecNet(ClassifierConfig.from_dict(manifest.get("config", {})))
+        net = build_network(ClassifierConfig.from_dict(manifest.get("config", {})))
     except (TypeError, ValueError) as exc:
         raise weights_io.WeightsError(f"{mpath}: invalid classifier config ({exc})") from None
     weights_io.load_into(net, state, mpath.parent / manifest["weights"])
     try:
-        return Classifier(net, manifest, device=device)
+        return Classifier(net, manifest, device=device, kind=kind)
     except ValueError as exc:
         raise weights_io.WeightsError(f"{mpath}: {exc}") from None
