@@ -389,7 +389,9 @@ class DirectObjective(nn.Module):
             stats = F.smooth_l1_loss(signal_statistics(xhat), signal_statistics(x), reduction="sum") / len(x)
             loss, parts["stats"] = loss + c["stats"] * stats, stats.item()
         if self.classifier is not None and (c.get("feature", 0) > 0 or c.get("kl", 0) > 0):
-            view_hat, view = random_rotation([xhat, x], gen)
+            # on the first `task_frames` frames only: the classifier's passes cost as much as G_i's
+            n = min(len(x), int(c.get("task_frames") or len(x)))
+            view_hat, view = random_rotation([xhat[:n], x[:n]], gen)
             with torch.no_grad():
                 target = self.classifier.feature_maps(view)
             maps = self.classifier.feature_maps(view_hat)
@@ -420,8 +422,10 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     model.eval()
     objective = DirectObjective(model, level, cfg["direct_coefs"], classifier)
     epochs = cfg.get("epochs_override") or per_level(cfg["direct_epochs"], level)
-    batch = cfg["batch"]
+    batch = cfg.get("direct_batch", cfg["batch"])
     per_epoch = max(1, (len(x) // ctx.world) // batch)
+    if cfg.get("direct_steps"):  # an epoch of at most this many steps (a fresh share of the data each epoch)
+        per_epoch = min(per_epoch, int(per_level(cfg["direct_steps"], level)))
     total = epochs * per_epoch
     lr = cfg.get("direct_lr", cfg["lr"] / 2)
     opt = torch.optim.Adam(trainable, lr=lr)
@@ -439,8 +443,8 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     step = 0
     for epoch in range(epochs):
         sums: dict = {}
-        bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx)), desc=f"direct level {level} epoch {epoch + 1}/{epochs}",
-                   disable=not ctx.main, leave=False)
+        bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx))[:per_epoch],
+                   desc=f"direct level {level} epoch {epoch + 1}/{epochs}", disable=not ctx.main, leave=False)
         for idx in bar:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, total, lr, lr / 10)
