@@ -40,6 +40,7 @@ from torchsig.utils.signal_building import (  # noqa: E402
 
 __all__ = [
     "CLASSES",
+    "OUT_OF_SET_TRAIN",
     "SPLIT_SEEDS",
     "DataConfig",
     "Impairments",
@@ -52,6 +53,11 @@ __all__ = [
 ]
 
 CLASSES = ("4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256")
+
+# torchsig classes outside 6Mod that train the unknown detector (outlier exposure); the report also
+# tests it on kinds never seen in training (training/robustness.py) and on GNU Radio's own modulators.
+OUT_OF_SET_TRAIN = ("bpsk", "qpsk", "8psk", "16qam", "64qam", "4fsk", "2gmsk", "ook", "am-dsb", "fm", "lfm-data",
+                    "ofdm-64")
 
 # Disjoint per-split base seeds; example i of a split uses SeedSequence([seed, i]).
 SPLIT_SEEDS = {"train": 6_000_001, "val": 6_000_002, "test": 6_000_003}

@@ -22,13 +22,14 @@ import numpy as np  # noqa: E402
 
 from hqarf.classifier import load_classifier  # noqa: E402
 from hqarf.codec import load_codec  # noqa: E402
-from training.data import CLASSES, DataConfig, Impairments, generate, impair  # noqa: E402
+from training.data import CLASSES, OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
 from training import signal_properties  # noqa: E402
 
 # Out-of-set torchsig classes (none of them in 6Mod); the report gives each one's flag rate, because
 # some are near relatives of an in-set class (ofdm-64 of ofdm-256, 16qam of 32qam_cross).
-TORCHSIG_OUT_OF_SET = ("bpsk", "qpsk", "8psk", "16qam", "64qam", "4fsk", "2gmsk", "ook", "am-dsb", "fm",
-                       "lfm-data", "ofdm-64")
+# The detector's training kinds (new frames of the test split), then kinds it never saw.
+TORCHSIG_UNSEEN = ("8ask", "32psk", "16apsk", "4gmsk", "chirpss", "am-usb", "tone", "ofdm-128")
+TORCHSIG_OUT_OF_SET = OUT_OF_SET_TRAIN + TORCHSIG_UNSEEN
 GNURADIO_OUT_OF_SET = ("gr-qpsk", "gr-8psk", "gr-gmsk", "gr-tone", "gr-noise")
 
 
@@ -92,8 +93,11 @@ def gnuradio_frames(kind: str, n: int, frame_len: int, seed: int) -> np.ndarray:
 
 
 def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, base: Impairments, say=print) -> dict:
-    """Scores of in-set and out-of-set frames, and the unknown flag at a threshold set on clean in-set
-    validation frames (2nd percentile of their score: about 2 % false flags)."""
+    """Out-of-set scores (higher = less like a known class) of clean in-set test frames, of in-set frames
+    through the receiver model, and of signals outside 6Mod as a receiver sees them (carrier phase,
+    frequency offset, 20-30 dB). max_softmax and energy are thresholded at 2 % of clean validation
+    frames; mahalanobis and detector (the shipped flag) at the model's own thresholds; the curve is the share flagged
+    against the threshold."""
     kinds = {}
     ts = generate("test", n_per_kind, DataConfig(classes=TORCHSIG_OUT_OF_SET), progress=False)[0]
     for i, name in enumerate(TORCHSIG_OUT_OF_SET):
@@ -101,30 +105,48 @@ def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, b
     for j, name in enumerate(GNURADIO_OUT_OF_SET):
         kinds[name] = gnuradio_frames(name, n_per_kind, frame_len, seed=1000 + j)
     high_snr = dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.5)
-    scores = {}
-    for score in ("max_softmax", "energy"):
-        val = classifier_scores(classifier, x_val_clean)[score]
-        threshold = float(np.quantile(val, 0.02))
-        row = {"threshold": threshold, "in_set_clean_flagged": float((classifier_scores(classifier, x_in)[score] < threshold).mean())}
-        for name, frames in kinds.items():
-            seen = impair(frames, "test", high_snr)[0]  # as a receiver sees them: phase, offset, 20-30 dB
-            row[name] = float((classifier_scores(classifier, seen)[score] < threshold).mean())
-        ood = [row[k] for k in kinds]
-        row["out_of_set_flagged_mean"] = float(np.mean(ood))
-        scores[score] = row
-        say(f"robustness: unknown flag by {score}: clean in-set flagged {row['in_set_clean_flagged']:.3f}, "
-            f"out-of-set flagged {row['out_of_set_flagged_mean']:.3f} ("
-            + ", ".join(f"{k} {row[k]:.2f}" for k in kinds) + ")")
-    return {"kinds": list(kinds), "frames_per_kind": n_per_kind, "scores": scores}
+    seen = {name: impair(frames, "test", high_snr)[0] for name, frames in kinds.items()}
+    in_impaired = impair(x_in, "test", high_snr)[0]
+    sets = {"in_set_clean": x_in, "in_set_impaired_20_30db": in_impaired, **seen}
+    all_scores = {name: ood_scores(classifier, frames) for name, frames in sets.items()}
+    val_scores = ood_scores(classifier, x_val_clean)
+    out = {"kinds": list(kinds), "frames_per_kind": n_per_kind, "scores": {}}
+    for score in val_scores:
+        threshold = {"mahalanobis": (classifier.manifest.get("out_of_set") or {}).get("threshold"),
+                     "detector": classifier.unknown_threshold}.get(score)
+        if threshold is None:
+            threshold = float(np.quantile(val_scores[score], 0.98))
+        row = {"threshold": threshold}
+        for name, values in all_scores.items():
+            row[name] = float((values[score] > threshold).mean())
+        row["out_of_set_flagged_mean"] = float(np.mean([row[k] for k in kinds]))
+        for group, names in (("seen_kinds", OUT_OF_SET_TRAIN), ("unseen_torchsig", TORCHSIG_UNSEEN),
+                             ("gnuradio", GNURADIO_OUT_OF_SET)):
+            row[f"flagged_mean_{group}"] = float(np.mean([row[k] for k in names]))
+        pooled_ood = np.concatenate([all_scores[k][score] for k in kinds])
+        grid = np.quantile(np.concatenate([pooled_ood, all_scores["in_set_clean"][score]]), np.linspace(0, 1, 41))
+        row["curve"] = {"threshold": grid.tolist(),
+                        "in_set_clean_flagged": [float((all_scores["in_set_clean"][score] > t).mean()) for t in grid],
+                        "out_of_set_flagged": [float((pooled_ood > t).mean()) for t in grid]}
+        out["scores"][score] = row
+        say(f"robustness: unknown flag by {score} (threshold {threshold:.3g}): clean in-set flagged "
+            f"{row['in_set_clean']:.3f}, impaired in-set (20-30 dB) {row['in_set_impaired_20_30db']:.3f}, "
+            f"out-of-set flagged {row['out_of_set_flagged_mean']:.3f} (" + ", ".join(f"{k} {row[k]:.2f}" for k in kinds) + ")")
+    return out
 
 
-def classifier_scores(classifier, x) -> dict:
-    """Per-frame in-set scores (higher = more in-set): max softmax probability and the energy score
-    log-sum-exp of the logits."""
+def ood_scores(classifier, x) -> dict:
+    """Per-frame out-of-set scores, higher = less like a known class: 1 - max softmax, minus the energy
+    score log-sum-exp of the logits, and (models with statistics) the Mahalanobis score."""
     logits = classifier.logits(x).astype(np.float64)
     m = logits.max(-1, keepdims=True)
     lse = (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))[:, 0]
-    return {"max_softmax": np.exp(m[:, 0] - lse), "energy": lse}
+    out = {"max_softmax": 1 - np.exp(m[:, 0] - lse), "energy": -lse}
+    if classifier.out_of_set is not None:
+        out["mahalanobis"] = classifier.out_of_set_score(x)
+    if classifier.detector is not None:
+        out["detector"] = classifier.unknown_score(x)
+    return out
 
 
 def plot_accuracy_vs_snr(result: dict, path: Path):

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from hqarf.codec import Codec  # noqa: E402
 from hqarf.model import HQARF, HQARFConfig, count_parameters, level_costs  # noqa: E402
-from training.data import DataConfig, Impairments, generate, impair  # noqa: E402
+from training.data import OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
 
 STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
 
@@ -49,8 +49,10 @@ PRESETS = {
         classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
         heldout_classifier=dict(arch="transformer", dim=16, depth=1, heads=2), heldout_epochs=2,
+        unknown_detector=dict(stem_width=8, widths=(8, 16), blocks=(1, 1)), unknown_epochs=2, out_of_set_per_class=8,
         impairments={}, classifier_rotate=0.01,
-        direct_epochs=1, direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01),
+        direct_epochs=1, direct_steps=4, direct_batch=16,
+        direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=8),
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
         task_scale=TASK_SCALE,
@@ -61,10 +63,17 @@ PRESETS = {
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
         classifier_epochs=4, classifier_batch=64, classifier_lr=3e-3,
         heldout_classifier=dict(arch="transformer"), heldout_epochs=4,
+        # The unknown flag: a small CNN over the six classes plus "none of them" (outlier exposure).
+        unknown_detector=dict(stem_width=16, widths=(16, 32, 48), blocks=(1, 1, 1)), unknown_epochs=3,
+        out_of_set_per_class=300,
         # Receiver impairments (training/data.py Impairments: SNR 0-30 dB with 20 % clean frames,
         # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.
         impairments={}, classifier_rotate=0.01,
-        direct_epochs=2, direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01),
+        # Codec v2 (training/README.md, trials at level 2): 2 epochs of 150 steps of 32 frames per level,
+        # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
+        # frames of each batch under a shared random phase and offset.
+        direct_epochs=2, direct_steps=150, direct_batch=32,
+        direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=16),
         level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 4, 4), hqarf=(1, 1, 1, 2, 2)), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
         # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code
@@ -108,12 +117,14 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", type=Path, default=None, help="output directory (default runs/<preset>)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--stage", choices=("all", "classifier", "heldout_classifier", *STAGES, "direct", "evaluate"),
+    p.add_argument("--stage", choices=("all", "classifier", "heldout_classifier", "unknown_detector", *STAGES, "direct",
+                                       "evaluate"),
                    default="all",
                    help="run only this stage (earlier ones must be in the run directory)")
     p.add_argument("--level", type=int, default=None, help="with --stage: train only this level")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoints")
-    p.add_argument("--stop-after", choices=("classifier", "heldout_classifier", *STAGES), default=None,
+    p.add_argument("--stop-after", choices=("classifier", "heldout_classifier", "unknown_detector", *STAGES),
+                   default=None,
                    help="end the run after this stage (continue it later with --resume)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--task-weight", type=float, default=None,
@@ -176,6 +187,7 @@ def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
     if impairments is not None:
         # Every split seen through the receiver model; the clean test split stays for the report.
         data["test_clean"] = data["test"]
+        data["val_clean"] = data["val"]
         for split in cfg["data"]:
             t = time.time()
             frames, snr = impair(data[split][0], split, impairments)
@@ -206,6 +218,59 @@ def load_coreset(path: Path, train_per_class: int, n_train: int):
     if len(idx) == 0 or idx.min() < 0 or idx.max() >= n_train or len(np.unique(idx)) != len(idx):
         raise SystemExit(f"{path}: indices out of range or repeated for a training split of {n_train} frames")
     return idx, info
+
+
+def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
+                           n_classes: int) -> ModRecNet:
+    """The unknown detector: a small CNN over the known classes plus "none of them", trained on the
+    training split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN),
+    both through the same receiver model."""
+    net = ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"]))
+    if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
+        t = time.time()
+        per_class = cfg["out_of_set_per_class"]
+        xo, _ = generate("train", per_class, DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
+                         progress=ctx.main)
+        xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
+                         progress=ctx.main)
+        imp = preset_impairments(cfg)
+        if imp is not None:
+            xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
+        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}) "
+                 f"in {time.time() - t:.1f} s")
+        x, y = data["train"]
+        mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
+                 "val": (np.concatenate([data["val"][0], xv]),
+                         np.concatenate([data["val"][1], np.full(len(xv), n_classes)]))}
+        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"]}, mixed, args,
+                         ckpt, ctx, log, want, seed=args.seed + 104729)
+    else:
+        classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
+    return net
+
+
+def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None) -> Classifier:
+    """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
+    features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
+    threshold at 1 % of the clean validation frames."""
+    x, y = data["train"]
+    snr = data.get("train_snr_db")
+    keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
+    calibration = data.get("val_clean", data["val"])[0]
+    threshold = project.fit_out_of_set(x[keep], y[keep], calibration, false_flag_rate=0.01)
+    log.note(f"unknown flag (Mahalanobis): fitted on {int(keep.sum())} training frames, threshold {threshold:.3f} "
+             f"(1 % of {len(calibration)} clean validation frames above it)")
+    if detector is not None:
+        wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
+        scores = wrapped.predict_proba(calibration)[:, -1]
+        threshold = float(np.quantile(scores, 0.99))
+        wrapped.manifest["unknown_detector"] = {
+            "threshold": threshold, "false_flag_rate": 0.01, "calibration_frames": int(len(calibration)),
+            "score": "probability of the last output (none of the known classes)",
+            "out_of_set_training_classes": list(OUT_OF_SET_TRAIN)}
+        project.detector = wrapped
+        log.note(f"unknown flag (detector): threshold {threshold:.4f} (1 % of the clean validation frames above it)")
+    return project
 
 
 def stop_after(stage: str, ckpt: "Checkpoints", log: RunLog) -> int:
@@ -267,7 +332,11 @@ def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manife
                 name="model", heldout=None) -> Path:
     out = run_dir / name
     Codec(codec_model).save(out, classes=list(classes), **manifest_extra)
-    Classifier(classifier, {"classes": list(classes)}).save(out, **manifest_extra)
+    if not isinstance(classifier, Classifier):
+        classifier = Classifier(classifier, {"classes": list(classes)})
+    classifier.save(out, **manifest_extra)
+    if getattr(classifier, "detector", None) is not None:
+        classifier.detector.save(out, **manifest_extra)
     if heldout is not None:
         Classifier(heldout, {"classes": list(classes)}, kind="heldout_classifier").save(
             out, role="held-out evaluation classifier: trained on originals only, never used in codec training "
@@ -315,7 +384,11 @@ def main(argv=None) -> int:
         classifier_stage(heldout, "heldout_classifier", {**cfg, "classifier_epochs": cfg["heldout_epochs"]}, data,
                          args, ckpt, ctx, log, want, seed=args.seed + 7919)
 
-    if args.stop_after in ("classifier", "heldout_classifier"):
+    detector = None
+    if cfg.get("unknown_detector") is not None:
+        detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes))
+
+    if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
         return stop_after(args.stop_after, ckpt, log)
 
     # 2-4. HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the
@@ -370,6 +443,8 @@ def main(argv=None) -> int:
         "invocations": ckpt.progress.get("invocations", []),
     }
     if ctx.main and complete:
+        project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector)
+        classifier = project
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
                         classes, name=f"stages/{stage}", heldout=heldout)
