@@ -217,6 +217,14 @@ def summary_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def previous_model() -> dict | None:
+    """The previous shipped model's accuracy per level (docs/results/previous_model.json), drawn for reference."""
+    try:
+        return json.loads((REPO / "docs" / "results" / "previous_model.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def plots(report, x, y, recon, classes, out_dir: Path):
     import matplotlib
     matplotlib.use("Agg")
@@ -231,9 +239,16 @@ def plots(report, x, y, recon, classes, out_dir: Path):
         ax.plot([r["compression_ratio_cf32"] for r in rows], [r["accuracy"] for r in rows], "s--", alpha=0.7,
                 label=f"{name} (matched bits)")
     ax.plot(PAPER_HQARF["compression_ratio"], PAPER_HQARF["accuracy"], "k^:", label="published HQARF")
+    previous = previous_model()
+    if previous is not None and report.get("test_set", "clean") == "clean":
+        ax.plot(previous["compression_ratio"], previous["accuracy"], "v:", color="tab:brown",
+                label=f"previous shipped model ({previous['fingerprint']})")
+    levels_cr = [r["compression_ratio_cf32"] for r in next(iter(report["stages"].values()))]
     ax.axhline(report["original_accuracy"], color="grey", lw=0.8, ls=":", label="originals")
     ax.axhline(1 / len(classes), color="grey", lw=0.8, ls="-.", label="chance")
     ax.set_xscale("log")
+    ax.set_xticks(levels_cr, [f"{c:.0f}" for c in levels_cr])
+    ax.minorticks_off()
     ax.set_xlabel("compression ratio vs complex float32 (bits)")
     ax.set_ylabel("ModRec accuracy")
     ax.set_ylim(0, 1.02)
@@ -269,11 +284,17 @@ def plots(report, x, y, recon, classes, out_dir: Path):
     for c in range(len(classes)):
         i = first[c][0]
         for j, (name, data) in enumerate([("original", x), (f"L{top}", recon[(stage, top)])]):
-            axes[c, j].specgram(data[i], NFFT=64, noverlap=32, Fs=1.0)
+            _, _, _, image = axes[c, j].specgram(data[i], NFFT=64, noverlap=32, Fs=1.0, vmin=-60, vmax=0)
             axes[c, j].set_title(f"{classes[c]} {name}", fontsize=8)
+            axes[c, j].set_xlabel("time (samples)", fontsize=7)
+            axes[c, j].set_ylabel("frequency (cycles/sample)", fontsize=7)
+            fig.colorbar(image, ax=axes[c, j], label="power (dB)", pad=0.01)
             axes[c, 2 + j].plot(data[i][:100].real, lw=0.9, label="I")
             axes[c, 2 + j].plot(data[i][:100].imag, lw=0.9, label="Q")
             axes[c, 2 + j].set_title(f"{classes[c]} {name}: first 100 samples", fontsize=8)
+            axes[c, 2 + j].set_xlabel("sample", fontsize=7)
+            axes[c, 2 + j].set_ylabel("amplitude (max |x| = 1)", fontsize=7)
+            axes[c, 2 + j].legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     fig.savefig(out_dir / "spectrogram_first_samples.png", dpi=90)
     plt.close(fig)
