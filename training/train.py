@@ -69,12 +69,12 @@ PRESETS = {
         # Receiver impairments (training/data.py Impairments: SNR 0-30 dB with 20 % clean frames,
         # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.
         impairments={}, classifier_rotate=0.01,
-        # Codec v2 (training/README.md, trials at level 2): 2 epochs of 150 steps of 32 frames per level,
+        # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
         # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
         # frames of each batch under a shared random phase and offset.
-        direct_epochs=2, direct_steps=150, direct_batch=32,
+        direct_epochs=2, direct_steps=100, direct_batch=32,
         direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=16),
-        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 4, 4), hqarf=(1, 1, 1, 2, 2)), batch=64, lr=1e-3,
+        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=1), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
         # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code
         # per check, next to the most-used one), 2 epochs without KL and 1 with. Variants of it made
@@ -84,7 +84,8 @@ PRESETS = {
         # quantised stages, through three or four re-quantisations, its gradient is noise: it
         # collapsed the codebook and took level 3 from 0.80 to 0.57), dead codes restarting on
         # encoder outputs of the last batch, 8 per check (no dead codes at level 3, against 13-19 of
-        # 64 with the HQA policy), 4 epochs without KL and 2 with. Level 4 without KL is the exception:
+        # 64 with the HQA policy), 3 epochs without KL and 1 with (4 and 2 before session 5, cut to fit the
+        # direct stage into the time budget). Level 4 without KL is the exception:
         # the term at 0.3x weight (0.03) on 16 frames took its validation accuracy from 0.45-0.54 to
         # 0.59-0.68 (at level 3, and at level 4 with KL, it did not help). Every level keeps its best
         # epoch by validation accuracy, the KL stage's starting point included (keep_best): the KL
