@@ -367,8 +367,8 @@ def test_modrec_sink_flags_frames_its_unknown_detector_scores_above_the_threshol
     messages = flowgraphs.classifications_from(store)
     assert [m["unknown"] for m in messages] == expected["unknown"].tolist()
     np.testing.assert_allclose([m["unknown_score"] for m in messages], scores, rtol=1e-5)
-    assert sink.counters()["unknown"] == 1 and sum(sink.histogram().values()) == 5
-    assert sink.confusion().sum() == 5  # the flagged frame is left out of the accuracy
+    assert sink.counters()["unknown"] == 1 and sum(sink.histogram().values()) == 6
+    assert sink.confusion().sum() == 6  # the six-class decision still scores every frame
     sink.set_unknown_threshold(1.0)  # the GRC callback: flag nothing from now on
     assert sink.unknown_threshold == 1.0
     with pytest.raises(ValueError):

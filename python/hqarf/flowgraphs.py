@@ -272,7 +272,7 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
           f"{len(set(labels.tolist()))} classes; model {codec.fingerprint_hex}", file=out)
     raw_accuracy = float((classifier.predict(frames) == labels).mean())
     print(f"ModRec accuracy on the original frames: {raw_accuracy:.3f}\n", file=out)
-    header = f"{'level':>5} {'ratio':>8} {'bytes/frame':>12} {'accuracy':>9} {'Msps':>7}"
+    header = f"{'level':>5} {'ratio':>8} {'bytes/frame':>12} {'accuracy':>9} {'unknown':>8} {'Msps':>7}"
     print(header + "\n" + "-" * len(header), file=out)
     rows = []
     for level in levels:
@@ -284,13 +284,13 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
         row = {"level": level, "compression_ratio": codec.compression_ratio(level),
                "bytes_per_frame": tb.encoder.bytes_sent / max(1, tb.encoder.frames_encoded),
                "accuracy": tb.modrec.accuracy(), "msps": frames.size / seconds / 1e6,
-               "frames": tb.modrec.frames()}
+               "frames": tb.modrec.frames(), "unknown": tb.modrec.counters().get("unknown", 0)}
         rows.append(row)
         print(f"{level:>5} {row['compression_ratio']:>7.1f}x {row['bytes_per_frame']:>12.1f} "
-              f"{row['accuracy']:>9.3f} {row['msps']:>7.3f}", file=out)
+              f"{row['accuracy']:>9.3f} {row['unknown']:>8} {row['msps']:>7.3f}", file=out)
         del tb
-    print("(Msps: samples through encoder, decoder and ModRec per second of wall clock, start-up "
-          "included)", file=out)
+    print("(unknown: frames the ModRec sink flagged as none of the six classes; Msps: samples through "
+          "encoder, decoder and ModRec per second of wall clock, start-up included)", file=out)
     split_level = levels[len(levels) // 2] if split_level is None else int(split_level)
     sensor_tb = sensor(model, split_level, frames, labels=labels, frames_per_pdu=frames_per_pdu,
                        num_threads=num_threads)

@@ -37,8 +37,9 @@ class modrec_sink(gr.basic_block):
     Unknown: a frame is flagged when the model's unknown score (its unknown detector's probability of
     "none of the classes") exceeds `unknown_threshold`; -1 uses the threshold shipped with the model
     (set for about 1 % false flags on clean frames of the six classes), 1 or more flags nothing. A
-    model without a detector flags nothing. Flagged frames keep their most likely class in `class`,
-    are counted (`unknown` in counters()) and are left out of the histogram and the accuracy.
+    model without a detector flags nothing. Flagged frames keep their most likely class in `class`
+    and are counted (`unknown` in counters()); the histogram and the accuracy stay those of the
+    six-class decision over every frame (as in the offline reports).
 
     Truth: `true_label` >= 0 scores every frame as that class (-1: unknown). A `true_label` stream
     tag (class index, or class name symbol; -1 unknown) overrides it from the frame whose first
@@ -192,8 +193,8 @@ class modrec_sink(gr.basic_block):
             labels[i] = self._label
         del changes[:c]  # a tag inside the last frame applies from the next frame on
         frame_tags = self._frame_tags
-        np.add.at(self._hist, predicted[~unknown], 1)
-        scored = (labels >= 0) & ~unknown
+        np.add.at(self._hist, predicted, 1)
+        scored = labels >= 0
         if scored.any():
             np.add.at(self._confusion, (labels[scored], predicted[scored]), 1)
             self._scored += int(scored.sum())
