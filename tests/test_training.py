@@ -175,3 +175,26 @@ def test_keep_best_restores_the_best_validation_epoch(monkeypatch, tmp_path, sta
     other = [i for i in range(len(candidates)) if candidates[i] is not None and i != kept]
     assert all(any(not torch.equal(final[k], candidates[i][k]) for k in final) for i in other)
     assert "kept epoch" in (tmp_path / "train.log").read_text()
+
+
+def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
+    """training/robustness.py at a tiny grid: accuracy vs SNR for both classifiers, the unknown flag by
+    every score (the detector's at the model's own threshold), signal properties, JSON, Markdown, plot."""
+    from training import robustness
+
+    report = robustness.run(smoke_run / "model", tmp_path, per_class=1, snrs=[0.0, 20.0], ood_per_kind=2,
+                            say=lambda _: None)
+    sweep = report["accuracy_vs_snr"]
+    assert sweep["snr_db"] == [0.0, 20.0] and set(sweep["variants"]) == {"awgn", "awgn+phase+offset"}
+    for res in sweep["variants"].values():
+        assert set(res["originals"]) == {"project", "held-out"} and len(res["levels"]) == 5
+        assert all(0.0 <= a <= 1.0 for row in res["levels"] for accs in row.values() for a in accs)
+    scores = report["out_of_set"]["scores"]
+    assert set(scores) == {"max_softmax", "energy", "mahalanobis", "detector"}
+    from gnuradio import hqarf
+    assert scores["detector"]["threshold"] == pytest.approx(hqarf.load_classifier(smoke_run / "model").unknown_threshold)
+    assert {"gr-qpsk", "gr-gmsk", "gr-tone", "bpsk", "tone"} <= set(report["out_of_set"]["kinds"])
+    assert set(report["signal_properties"]["levels"]) == {"0", "1", "2", "3", "4"}
+    assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
+    assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
+    assert (tmp_path / "accuracy_vs_snr.png").stat().st_size > 5000

@@ -175,6 +175,47 @@ def plot_accuracy_vs_snr(result: dict, path: Path):
     plt.close(fig)
 
 
+def markdown(report: dict) -> str:
+    """The report's tables: accuracy vs SNR (every 4 dB), the unknown flag, the signal properties."""
+    out = [f"# Real captures: model {report['fingerprint']}", "",
+           "Made by `./dev.sh env python training/robustness.py --model MODEL --out DIR` (training/robustness.py).", ""]
+    sweep = report["accuracy_vs_snr"]
+    snrs = sweep["snr_db"]
+    picks = [i for i, v in enumerate(snrs) if int(v) % 4 == 2 or v == snrs[-1]]
+    for variant, res in sweep["variants"].items():
+        names = list(res["originals"])
+        out += [f"## Accuracy vs SNR, {variant} ({sweep['frames_per_point']} frames per point; "
+                + " / ".join(names) + " classifier)", "",
+                "| SNR (dB) | originals | " + " | ".join(f"L{lv}" for lv in range(len(res["levels"]))) + " |",
+                "|---|---|" + "---|" * len(res["levels"])]
+        for i in picks:
+            cells = [" / ".join(f"{res['originals'][n][i]:.2f}" for n in names)]
+            cells += [" / ".join(f"{row[n][i]:.2f}" for n in names) for row in res["levels"]]
+            out.append(f"| {snrs[i]:.0f} | " + " | ".join(cells) + " |")
+        out.append("")
+    ood = report["out_of_set"]
+    out += ["## Unknown flag (share of frames flagged)", "",
+            "| score | threshold | clean 6Mod | 6Mod at 20-30 dB | out-of-set mean | detector's training kinds "
+            "| unseen torchsig kinds | GNU Radio-made |", "|---|---|---|---|---|---|---|---|"]
+    for score, row in ood["scores"].items():
+        out.append(f"| {score} | {row['threshold']:.3g} | {row['in_set_clean']:.3f} | {row['in_set_impaired_20_30db']:.3f} "
+                   f"| {row['out_of_set_flagged_mean']:.3f} | {row['flagged_mean_seen_kinds']:.3f} "
+                   f"| {row['flagged_mean_unseen_torchsig']:.3f} | {row['flagged_mean_gnuradio']:.3f} |")
+    out += ["", "Per kind:", "", "| score | " + " | ".join(ood["kinds"]) + " |", "|---|" + "---|" * len(ood["kinds"])]
+    for score, row in ood["scores"].items():
+        out.append(f"| {score} | " + " | ".join(f"{row[k]:.2f}" for k in ood["kinds"]) + " |")
+    props = report["signal_properties"]
+    out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
+    for name in ("abs_c40", "c42", "envelope_spread", "occupied_bw", "log_spectral_distance_db", "snr_db"):
+        out += [f"| {name} | " + " | ".join(props["classes"]) + " |", "|---|" + "---|" * len(props["classes"])]
+        if name in props["original"]:
+            out.append("| original | " + " | ".join(f"{v:.2f}" for v in props["original"][name]) + " |")
+        for level, values in props["levels"].items():
+            out.append(f"| L{level} | " + " | ".join(f"{v:.2f}" for v in values[name]) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: int = 100, say=print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     codec = load_codec(model_dir)
@@ -198,6 +239,7 @@ def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: 
     report["signal_properties"] = signal_properties.property_table(x, y, recon, CLASSES)
     report["seconds"] = round(time.time() - t, 1)
     (out_dir / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out_dir / "robustness.md").write_text(markdown(report))
     say(f"robustness: report in {out_dir} ({report['seconds']} s)")
     return report
 
