@@ -194,7 +194,7 @@ def pgd(forward, x: torch.Tensor, y: torch.Tensor, budget: Budget, steps: int, r
     alpha = 2.5 * budget.eps / steps
     delta = budget.random_start(x, generator) if random_start else torch.zeros_like(x)
     best = delta.clone()
-    best_loss = torch.full((len(x),), -math.inf)
+    best_loss = torch.full((len(x),), -math.inf, dtype=x.dtype)
     active = torch.arange(len(x))
     for k in range(steps + 1):
         if len(active) == 0:
