@@ -94,9 +94,11 @@ def test_band_limited_perturbation_has_no_energy_outside_the_band():
     assert torch.all(A.out_of_band_fraction(A.fgsm(net, x, y, A.Budget(x, -20.0, "none")), mask) > 0.3)
 
 
-def test_adaptive_forward_is_the_codec_pipeline_and_has_a_gradient(tiny_model_dir, rng):
-    from conftest import random_frames
-    codec, clf = A.hqarf.load_codec(tiny_model_dir), A.hqarf.load_classifier(tiny_model_dir)
+@pytest.mark.parametrize("direct_levels", [(), (2, 4)])
+def test_adaptive_forward_is_the_codec_pipeline_and_has_a_gradient(tiny_model_dir, tmp_path, rng, direct_levels):
+    from conftest import make_codec, random_frames
+    codec_dir = make_codec(tmp_path, direct_levels=direct_levels) if direct_levels else tiny_model_dir
+    codec, clf = A.hqarf.load_codec(codec_dir), A.hqarf.load_classifier(tiny_model_dir)
     x = random_frames(rng, 4, scale=3.0)
     for level in range(codec.levels):
         forward = A.pipeline_forward(codec, clf.net, level)

@@ -376,7 +376,7 @@ def plot(report: dict, path: Path):
     import matplotlib.pyplot as plt
 
     cons, atts, n = report["constraints"], report["attacks"], report["levels"]
-    modes = ["non-adaptive", "adaptive"]
+    modes = [m for m in ("non-adaptive", "adaptive") if any(r["mode"] == m for r in report["results"])]
     ratios = report["ratios_db"]
     step = (ratios[1] - ratios[0]) if len(ratios) > 1 else 10.0
     xs = [ratios[0] - step] + list(ratios)        # the clean figures drawn one grid step to the left
