@@ -32,6 +32,6 @@ case "$cmd" in
     [ -n "$grc" ] || { echo "dev.sh grc: gnuradio-companion not found (Debian package gnuradio)" >&2; exit 1; }
     cd "$caller_dir"   # FILE.grc arguments are relative to where ./dev.sh was called from
     exec "$py" "$grc" "$@" ;;
-  env)   [ $# -gt 0 ] && exec "$@"; echo "PYTHONPATH=$PYTHONPATH GRC_BLOCKS_PATH=$GRC_BLOCKS_PATH python=$py" ;;
+  env)   cd "$caller_dir"; [ $# -gt 0 ] && exec "$@"; echo "PYTHONPATH=$PYTHONPATH GRC_BLOCKS_PATH=$GRC_BLOCKS_PATH python=$py" ;;
   *) echo "usage: ./dev.sh setup|demo|test|bench|train|grc|env [args]" >&2; exit 2 ;;
 esac

@@ -239,3 +239,44 @@ def test_gnuradio_companion_starts_under_xvfb_with_an_example(tmp_path):
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=60)
+
+
+def test_train_help_without_torch_points_to_the_project_environment():
+    """`python training/train.py --help` with Debian's python3 (no torch): one clear line, no traceback."""
+    result = subprocess.run(["/usr/bin/python3", str(ROOT / "training" / "train.py"), "--help"],
+                            capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                 if k != "PYTHONPATH"})
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "./dev.sh train" in result.stderr
+
+
+def test_grc_refuses_a_level_the_model_does_not_have(tmp_path):
+    """The Level check reads the model's number of levels (codec.json, no torch: grcc runs on
+    Debian's python3): level 4 of the shipped 5-level model compiles, level 5 is refused in GRC."""
+    from gnuradio.hqarf import model_info, weights
+
+    assert model_info.DEFAULT_MODEL_DIR == weights.DEFAULT_MODEL_DIR
+    assert model_info.codec_levels("") == 5
+    with pytest.raises(ValueError, match="no codec model"):
+        model_info.codec_levels(tmp_path / "missing")
+    text = (ROOT / "examples" / "file_sensor.grc").read_text()
+    assert "    value: '2'" in text  # the level parameter's default
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shim"), "GRC_BLOCKS_PATH": str(ROOT / "grc")}
+    for level, ok in (("4", True), ("5", False)):
+        grc = tmp_path / f"level{level}.grc"
+        grc.write_text(text.replace("    value: '2'", f"    value: '{level}'"))
+        result = subprocess.run(["/usr/bin/grcc", "-o", str(tmp_path), str(grc)], env=env,
+                                capture_output=True, text=True, timeout=HANG_S)
+        out = result.stdout + result.stderr
+        assert (result.returncode == 0) == ok, out
+        if not ok:
+            assert "codec_levels(model)" in out and "failed" in out, out
+
+
+def test_model_parameters_use_a_directory_chooser():
+    import yaml
+
+    for block in ("hqarf_encoder", "hqarf_decoder", "hqarf_modrec_sink"):
+        spec = yaml.safe_load((ROOT / "grc" / f"{block}.block.yml").read_text())
+        model = next(p for p in spec["parameters"] if p["id"] == "model")
+        assert model["dtype"] == "dir_select", block
