@@ -18,6 +18,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("torch") is None:  # e.g. `python training/train.py` outside the .venv
+    sys.exit(f"train.py: this Python ({sys.executable}) has no torch; run it in the project's "
+             "environment: ./dev.sh train [ARGS] (or ./dev.sh env python training/train.py [ARGS])")
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402  (sets up import paths)
 
 import numpy as np  # noqa: E402
