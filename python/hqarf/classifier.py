@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import weights as weights_io
-from .codec import CHUNK, as_frames, to_iq
+from .codec import CHUNK, as_frames, iq_array
+from .runtime import DEFAULT_RUNTIME, Runtime
 
 
 @dataclass(frozen=True)
@@ -94,26 +95,35 @@ class ModRecNet(nn.Module):
 class Classifier:
     """A loaded ModRec classifier: predict(x) / predict_proba(x) on complex64 (N, frame_len)."""
 
-    def __init__(self, net: ModRecNet, manifest: dict | None = None, device: str = "cpu"):
+    def __init__(self, net: ModRecNet, manifest: dict | None = None, device: str = "cpu",
+                 runtime: str = DEFAULT_RUNTIME, num_threads: int = 0, chunk: int = CHUNK, weights_dir=None):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        self.chunk = int(chunk)
         self.config = net.config
         self.manifest = dict(manifest or {})
         self.classes = list(self.manifest.get("classes", [str(i) for i in range(self.config.num_classes)]))
         if len(self.classes) != self.config.num_classes:
             raise ValueError(f"{len(self.classes)} class names for {self.config.num_classes} outputs")
+        fp = self.manifest.get("fingerprint") or weights_io.fingerprint(net.state_dict())
+        if runtime == "onnx":
+            # features() uses complex tensors, which torch.onnx cannot export (aten::complex): the
+            # classifier runs frozen TorchScript instead, with the same codes-free, identical logits.
+            runtime = "torchscript"
+        self.runtime = Runtime(self.net, runtime, num_threads, self.device, "clf" + fp, weights_dir,
+                               lambda kind, level: torch.zeros(2, 2, self.frame_len))
 
     @property
     def frame_len(self) -> int:
         return self.config.frame_len
 
-    @torch.inference_mode()
     def logits(self, x) -> np.ndarray:
         frames = as_frames(x, self.frame_len)
-        out = []
-        for i in range(0, len(frames), CHUNK):
-            out.append(self.net(to_iq(frames[i:i + CHUNK], self.device)).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.config.num_classes), np.float32)
+        out = [self.runtime.call("net", None, iq_array(frames[i:i + self.chunk])).astype(np.float32)
+               for i in range(0, len(frames), self.chunk)]
+        return np.concatenate(out) if out else np.zeros((0, self.config.num_classes), np.float32)
 
     def predict_proba(self, x) -> np.ndarray:
         """(N, classes) float32 probabilities."""
@@ -134,8 +144,10 @@ class Classifier:
         return str(path)
 
 
-def load_classifier(path=None, device: str = "cpu") -> Classifier:
-    """Load a classifier from a model directory or manifest; None or "" loads the shipped default."""
+def load_classifier(path=None, device: str = "cpu", runtime: str = DEFAULT_RUNTIME, num_threads: int = 0,
+                    chunk: int = CHUNK) -> Classifier:
+    """Load a classifier from a model directory or manifest; None or "" loads the shipped default.
+    runtime / num_threads / chunk as for hqarf.load_codec."""
     manifest, state, mpath = weights_io.load(path, "classifier")
     try:
         net = ModRecNet(ClassifierConfig.from_dict(manifest.get("config", {})))
@@ -143,6 +155,7 @@ def load_classifier(path=None, device: str = "cpu") -> Classifier:
         raise weights_io.WeightsError(f"{mpath}: invalid classifier config ({exc})") from None
     weights_io.load_into(net, state, mpath.parent / manifest["weights"])
     try:
-        return Classifier(net, manifest, device=device)
+        return Classifier(net, manifest, device=device, runtime=runtime, num_threads=num_threads, chunk=chunk,
+                          weights_dir=mpath.parent)
     except ValueError as exc:
         raise weights_io.WeightsError(f"{mpath}: {exc}") from None

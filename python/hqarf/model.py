@@ -157,13 +157,19 @@ class Quantizer(nn.Module):
         self.recent = None  # the last training batch's encoder outputs (not saved)
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword."""
-        zt = z.transpose(1, 2)
-        return (zt.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
-                - 2.0 * zt @ self.codebook.t())
+        """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword.
+
+        One GEMM: ||z||^2 + ||c||^2 - 2 z.c, the cross term accumulated into the norms by addmm
+        (beta = 1, alpha = -2), the same values as forming -2 z.c apart (scaling by 2 is exact)."""
+        B, D, T = z.shape
+        zt = z.transpose(1, 2).reshape(B * T, D)
+        norms = zt.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
+        return torch.addmm(norms, zt, self.codebook.t(), alpha=-2.0).reshape(B, T, -1)
 
     def indices(self, z: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
-        """Nearest codeword (argmax of q(k|t) = softmax(-d)), or a sample of q when `sample`."""
+        """Nearest codeword (argmax of q(k|t) = softmax(-d)), or a sample of q when `sample`.
+
+        Ties go to the lowest codeword index (argmin's first minimum, in torch and in ONNX)."""
         d = self.distances(z)
         if not sample:
             return d.argmin(-1)
