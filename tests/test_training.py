@@ -48,7 +48,14 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert len(manifest["metrics"]["accuracy_per_level"]) == 5
     assert (smoke_run / "model" / "PROVENANCE.md").read_text().startswith("# Provenance")
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf"}
+    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf", "direct"}
+    # trained on impaired frames, recorded in the provenance; the held-out classifier ships beside
+    assert prov["data"]["impairments"]["max_freq_offset"] == 0.01 and prov["data"]["impairments"]["random_phase"]
+    heldout = hqarf.load_classifier(smoke_run / "model", kind="heldout_classifier")
+    assert heldout.config.arch == "transformer" and heldout.classes == clf.classes
+    assert float((heldout.predict(x) == y).mean()) >= 0.3, "held-out smoke classifier near chance (0.17)"
+    assert codec.config.direct_levels == (1, 2, 3, 4)
+    assert [codec.bits_per_frame(level) for level in range(5)] == [3072, 1536, 768, 384, 192]
     assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
     # The classifier term trains the levels task_scale does not zero (smoke and default: HAE, quantised
     # levels 0-2, level 4 without KL).
@@ -61,7 +68,10 @@ def test_smoke_run_produces_loadable_model(smoke_run):
 
 def test_evaluation_writes_json_and_plots(smoke_run):
     report = json.loads((smoke_run / "evaluation" / "report.json").read_text())
-    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf"}
+    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf", "direct"}
+    assert report["headline"]["stage"] == "direct" and len(report["headline"]["accuracy_per_level_heldout"]) == 5
+    impaired = json.loads((smoke_run / "evaluation" / "impaired" / "report.json").read_text())
+    assert impaired["test_set"] == "impaired" and report["impaired_headline"] == impaired["headline"]
     row = report["stages"]["hqarf"][4]
     assert row["bits_per_frame"] == 192 and row["bytes_per_frame_16"] == (26 + 2 * 16 + 16 * 24) / 16
     assert set(report["conventional"]) >= {"sq", "bfp", "resample", "svd"}

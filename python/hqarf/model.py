@@ -27,8 +27,15 @@ class HQARFConfig:
     residual_blocks: tuple = (0, 2, 2, 2, 2)
     codebook_size: int = 64
     code_dim: int = 64
+    # Levels decoded by their own decoder G_i straight to I/Q (codec v2) instead of the chain
+    # D_i, re-quantise, D_{i-1}, ..., D_0. G_i has the chain's layers (so the same cost per frame)
+    # but no re-quantisation, and is trained end to end for that level's output.
+    direct_levels: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "direct_levels", tuple(sorted({int(v) for v in self.direct_levels})))
+        if any(not 0 <= v < self.levels for v in self.direct_levels):
+            raise ValueError(f"direct_levels {self.direct_levels} must lie in 0..{self.levels - 1}")
         for name in ("encoder_widths", "decoder_widths", "residual_blocks"):
             value = tuple(int(v) for v in getattr(self, name))
             object.__setattr__(self, name, value)
@@ -255,6 +262,31 @@ class Level(nn.Module):
         return self.norm.denormalise(y) if self.norm is not None else y
 
 
+class DirectDecoder(nn.Module):
+    """G_i: level-i codewords -> I/Q through decoders shaped like D_i, ..., D_0, with the levels'
+    latent un-normalisation between them and no re-quantisation (codec v2)."""
+
+    def __init__(self, config: HQARFConfig, level: int):
+        super().__init__()
+        self.level = level
+        self.stages = nn.ModuleList(
+            Decoder(config.code_dim, config.decoder_widths[i], config.in_channels if i == 0 else config.code_dim,
+                    config.residual_blocks[i], tanh=i == 0)
+            for i in range(level, -1, -1))
+
+    @torch.no_grad()
+    def init_from_chain(self, levels: nn.ModuleList):
+        """Start from the trained chain D_i ... D_0 (the re-quantisation simply left out)."""
+        for stage, i in zip(self.stages, range(self.level, -1, -1)):
+            stage.load_state_dict(levels[i].decoder.state_dict())
+
+    def forward(self, z_q: torch.Tensor, levels: nn.ModuleList) -> torch.Tensor:
+        z = z_q
+        for stage, i in zip(self.stages, range(self.level, -1, -1)):
+            z = levels[i].restore(stage(z))
+        return z
+
+
 class HQARF(nn.Module):
     """The whole hierarchy, with the inference paths the codec uses."""
 
@@ -262,6 +294,10 @@ class HQARF(nn.Module):
         super().__init__()
         self.config = config
         self.levels = nn.ModuleList(Level(config, i) for i in range(config.levels))
+        # Only created when used, so models without direct decoders keep their state dict (and
+        # their weights fingerprint) unchanged.
+        if config.direct_levels:
+            self.direct = nn.ModuleDict({str(i): DirectDecoder(config, i) for i in config.direct_levels})
 
     # -- continuous latents -------------------------------------------------------------------
     def encode_continuous(self, x: torch.Tensor, level: int) -> torch.Tensor:
@@ -284,7 +320,10 @@ class HQARF(nn.Module):
         """Level-`level` codewords (B, D, T) -> (B, 2, L), the decoding path `decode` uses.
 
         Differentiable in `z_q`: every lower re-quantisation passes gradients straight through
-        (forward pass identical to `decode`), so attacks and losses can reach through the decoder."""
+        (forward pass identical to `decode`), so attacks and losses can reach through the decoder.
+        A level in `config.direct_levels` decodes with its own G_i and re-quantises nothing."""
+        if level in self.config.direct_levels:
+            return self.direct[str(level)](z_q, self.levels)
         z = z_q
         for i in range(level, -1, -1):
             lvl = self.levels[i]
@@ -339,8 +378,12 @@ def level_costs(config: HQARFConfig) -> list[dict]:
             enc_q = config.tokens(level) * search
             dec_q = sum(config.tokens(i) for i in range(level)) * search
             params_encode = sum(count_parameters(model.levels[i].encoder) for i in range(level + 1))
-            params_decode = sum(count_parameters(model.levels[i].decoder)
-                                + model.levels[i].quantizer.codebook.numel() for i in range(level + 1))
+            if level in config.direct_levels:
+                params_decode = (count_parameters(model.direct[str(level)])
+                                 + model.levels[level].quantizer.codebook.numel())
+            else:
+                params_decode = sum(count_parameters(model.levels[i].decoder)
+                                    + model.levels[i].quantizer.codebook.numel() for i in range(level + 1))
             out.append({"level": level, "encode_macs": enc, "decode_macs": dec,
                         "encode_quantizer_macs": enc_q, "decode_quantizer_macs": dec_q,
                         "encode_total_macs": enc + enc_q, "decode_total_macs": dec + dec_q,
