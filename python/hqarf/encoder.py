@@ -221,7 +221,12 @@ class encoder(gr.basic_block):
         idle = now - self._last_input
         complete = self._fill // self.frame_len
         flush = complete > 0 and (self._flush_after == 0 or (fresh <= 0 and idle >= self._flush_after))
+        sent = self.frames_encoded + self.frames_failed
         self._send(flush)
+        if self.frames_encoded + self.frames_failed != sent:
+            # time spent encoding is not time the source was silent: the flush wait restarts now
+            # (a slow encode on a loaded machine otherwise flushed a needlessly short PDU next call)
+            self._last_input = time.monotonic()
         # While complete frames wait for their PDU, leave one (already copied) item in GNU
         # Radio's buffer: the scheduler keeps calling us only while input is there, and these
         # calls are what notice that the input has stopped (end of a file) and flush the tail.
