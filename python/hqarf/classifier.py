@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import weights as weights_io
-from .codec import CHUNK, as_frames, to_iq
+from .codec import CHUNK, as_frames, iq_array, to_iq
+from .runtime import DEFAULT_RUNTIME, Runtime
 
 
 ARCHITECTURES = ("cnn", "transformer")
@@ -170,9 +171,13 @@ class Classifier:
     its threshold is set on clean validation frames (manifest "out_of_set")."""
 
     def __init__(self, net: nn.Module, manifest: dict | None = None, device: str = "cpu", kind: str = "classifier",
-                 out_of_set: dict | None = None):
+                 out_of_set: dict | None = None, runtime: str = DEFAULT_RUNTIME, num_threads: int = 0,
+                 chunk: int = CHUNK, weights_dir=None):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        self.chunk = int(chunk)
         self.config = net.config
         self.manifest = dict(manifest or {})
         self.kind = kind
@@ -183,18 +188,23 @@ class Classifier:
         self.classes = list(self.manifest.get("classes", [str(i) for i in range(self.config.num_classes)]))
         if len(self.classes) != self.config.num_classes:
             raise ValueError(f"{len(self.classes)} class names for {self.config.num_classes} outputs")
+        fp = self.manifest.get("fingerprint") or weights_io.fingerprint(net.state_dict())
+        if runtime == "onnx":
+            # features() uses complex tensors, which torch.onnx cannot export (aten::complex): the
+            # classifier runs frozen TorchScript instead (identical logits).
+            runtime = "torchscript"
+        self.runtime = Runtime(self.net, runtime, num_threads, self.device, "clf" + fp, weights_dir,
+                               lambda kind, level: torch.zeros(2, 2, self.frame_len))
 
     @property
     def frame_len(self) -> int:
         return self.config.frame_len
 
-    @torch.inference_mode()
     def logits(self, x) -> np.ndarray:
         frames = as_frames(x, self.frame_len)
-        out = []
-        for i in range(0, len(frames), CHUNK):
-            out.append(self.net(to_iq(frames[i:i + CHUNK], self.device)).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.config.num_classes), np.float32)
+        out = [self.runtime.call("net", None, iq_array(frames[i:i + self.chunk])).astype(np.float32)
+               for i in range(0, len(frames), self.chunk)]
+        return np.concatenate(out) if out else np.zeros((0, self.config.num_classes), np.float32)
 
     def predict_proba(self, x) -> np.ndarray:
         """(N, classes) float32 probabilities."""
@@ -295,10 +305,12 @@ class Classifier:
 KINDS = ("classifier", "heldout_classifier", "unknown_detector")
 
 
-def load_classifier(path=None, device: str = "cpu", kind: str = "classifier") -> Classifier:
+def load_classifier(path=None, device: str = "cpu", kind: str = "classifier", runtime: str = DEFAULT_RUNTIME,
+                    num_threads: int = 0, chunk: int = CHUNK) -> Classifier:
     """Load a classifier from a model directory or manifest; None or "" loads the shipped default.
 
-    ``kind="heldout_classifier"`` loads the held-out evaluation classifier of the model directory."""
+    ``kind="heldout_classifier"`` loads the held-out evaluation classifier of the model directory.
+    runtime / num_threads / chunk as for hqarf.load_codec."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     manifest, state, mpath = weights_io.load(path, kind)
@@ -311,9 +323,11 @@ def load_classifier(path=None, device: str = "cpu", kind: str = "classifier") ->
         raise weights_io.WeightsError(f"{mpath}: incomplete out-of-set statistics ({sorted(out_of_set)})")
     weights_io.load_into(net, state, mpath.parent / manifest["weights"])
     try:
-        loaded = Classifier(net, manifest, device=device, kind=kind, out_of_set=out_of_set or None)
+        loaded = Classifier(net, manifest, device=device, kind=kind, out_of_set=out_of_set or None,
+                            runtime=runtime, num_threads=num_threads, chunk=chunk, weights_dir=mpath.parent)
     except ValueError as exc:
         raise weights_io.WeightsError(f"{mpath}: {exc}") from None
     if kind == "classifier" and weights_io.manifest_path(mpath.parent, "unknown_detector").exists():
-        loaded.detector = load_classifier(mpath.parent, device=device, kind="unknown_detector")
+        loaded.detector = load_classifier(mpath.parent, device=device, kind="unknown_detector", runtime=runtime,
+                                          num_threads=num_threads, chunk=chunk)
     return loaded

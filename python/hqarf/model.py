@@ -164,13 +164,19 @@ class Quantizer(nn.Module):
         self.recent = None  # the last training batch's encoder outputs (not saved)
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword."""
+        """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword.
+
+        One GEMM per frame: ||z||^2 + ||c||^2 - 2 z.c, the cross term accumulated into the norms
+        by baddbmm (beta = 1, alpha = -2). Per frame, so a frame's codes do not depend on how many
+        frames share the call (one GEMM over the whole batch rounded differently at batch 1)."""
         zt = z.transpose(1, 2)
-        return (zt.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
-                - 2.0 * zt @ self.codebook.t())
+        norms = zt.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
+        return torch.baddbmm(norms, zt, self.codebook.t().expand(z.shape[0], -1, -1), alpha=-2.0)
 
     def indices(self, z: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
-        """Nearest codeword (argmax of q(k|t) = softmax(-d)), or a sample of q when `sample`."""
+        """Nearest codeword (argmax of q(k|t) = softmax(-d)), or a sample of q when `sample`.
+
+        Ties go to the lowest codeword index (argmin's first minimum, in torch and in ONNX)."""
         d = self.distances(z)
         if not sample:
             return d.argmin(-1)
@@ -343,7 +349,9 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def level_costs(config: HQARFConfig) -> list[dict]:
-    """Parameters and multiply-accumulates per frame of encode and decode at each level."""
+    """Parameters and multiply-accumulates per frame of encode and decode at each level: the
+    networks' convolutions (encode_macs, decode_macs), the quantisers' distance GEMMs
+    (encode_quantizer_macs, decode_quantizer_macs) and both (encode_total_macs, decode_total_macs)."""
     model = HQARF(config)
     out = []
     macs: dict = {}
@@ -364,6 +372,11 @@ def level_costs(config: HQARFConfig) -> list[dict]:
             macs["n"] = 0
             model.decode(idx, level)
             dec = macs["n"]
+            # The nearest-code searches: tokens x K x D multiply-accumulates each (the distance
+            # GEMM), at `level` when encoding and at every re-quantisation below it when decoding.
+            search = config.codebook_size * config.code_dim
+            enc_q = config.tokens(level) * search
+            dec_q = sum(config.tokens(i) for i in range(level)) * search
             params_encode = sum(count_parameters(model.levels[i].encoder) for i in range(level + 1))
             if level in config.direct_levels:
                 params_decode = (count_parameters(model.direct[str(level)])
@@ -372,6 +385,8 @@ def level_costs(config: HQARFConfig) -> list[dict]:
                 params_decode = sum(count_parameters(model.levels[i].decoder)
                                     + model.levels[i].quantizer.codebook.numel() for i in range(level + 1))
             out.append({"level": level, "encode_macs": enc, "decode_macs": dec,
+                        "encode_quantizer_macs": enc_q, "decode_quantizer_macs": dec_q,
+                        "encode_total_macs": enc + enc_q, "decode_total_macs": dec + dec_q,
                         "encoder_params": params_encode, "decoder_params": params_decode})
     for h in handles:
         h.remove()

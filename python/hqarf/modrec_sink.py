@@ -14,6 +14,7 @@ from gnuradio import gr
 
 from .classifier import load_classifier
 from .encoder import TAG_TRUE_LABEL, check_int, label_index
+from .runtime import check_runtime
 
 CLASSIFICATION = pmt.intern("classification")
 SUMMARY_PERIOD_S = 10.0
@@ -49,16 +50,21 @@ class modrec_sink(gr.basic_block):
     Python: `frames()`, `histogram()` ({class name: count}), `accuracy()` (None until a labelled
     frame was seen), `confusion()` (true x predicted counts), `counters()`. A short summary is
     logged every 10 s and at stop. Batched: each work() call classifies all complete frames it
-    has in one pass (chunks of 256). Bad input: samples of an incomplete frame at the end are
+    has in one call (chunks of `classifier.chunk`, 16). Bad input: samples of an incomplete frame at the end are
     dropped and counted (`samples_dropped`); NaN/inf samples are replaced by 0, counted
     (`samples_nonfinite`), warned about once; a malformed true_label tag is ignored and warned
     about once. Errors never stop the flowgraph.
+
+    Speed: `runtime` ("torch" default, "torchscript"; "onnx" runs TorchScript, see
+    hqarf.classifier) and `num_threads` (1; 0 = leave torch's setting alone) as for hqarf.encoder;
+    torch's process-wide thread count is not changed for other blocks.
     """
 
-    def __init__(self, model="", true_label=-1, device="cpu", num_threads=1, unknown_threshold=-1.0):
+    def __init__(self, model="", true_label=-1, device="cpu", num_threads=1, runtime="torch", unknown_threshold=-1.0):
         gr.basic_block.__init__(self, name="hqarf_modrec_sink", in_sig=[np.complex64], out_sig=None)
         num_threads = check_int("num_threads", num_threads, 0)
-        self.classifier = load_classifier(model or None, device=device)
+        self.classifier = load_classifier(model or None, device=device, runtime=check_runtime(runtime),
+                                          num_threads=num_threads)
         self.classes = list(self.classifier.classes)
         if isinstance(true_label, str):
             if true_label not in self.classes:
@@ -67,9 +73,6 @@ class modrec_sink(gr.basic_block):
         self.true_label = check_int("true_label", true_label, -1, len(self.classes) - 1)
         self._unknown_count = 0
         self.set_unknown_threshold(unknown_threshold)
-        if num_threads:
-            import torch
-            torch.set_num_threads(num_threads)  # process-wide in PyTorch
         self.frame_len = self.classifier.frame_len
         self.message_port_register_out(CLASSIFICATION)
         self._partial = np.zeros(0, np.complex64)
