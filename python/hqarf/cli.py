@@ -73,7 +73,10 @@ def _open_recording(args) -> sigmf.Recording:
     path = Path(args.input)
     if container_io.is_compressed_file(path):
         raise UsageError(f"{path} is a gr-hqarf compressed file, not a recording (use decompress)")
-    return sigmf.open_recording(path, args.format, args.sample_rate)
+    recording = sigmf.open_recording(path, args.format, args.sample_rate)
+    if recording.num_samples == 0:
+        raise RecordingError(f"{recording.path}: no samples: nothing to {args.command}")
+    return recording
 
 
 def _ratio(a: float, b: float) -> str:
@@ -156,7 +159,11 @@ def _classify_source(args, frame_len: int):
         codec = load_codec(args.model)
         compressed = container_io.CompressedFile(path)
         header = compressed.header
-        container_io.check_model(header, codec, path)
+        try:
+            compressed.check(codec)
+        except BaseException:
+            compressed.close()
+            raise
 
         def chunks(on_frames):
             with compressed:

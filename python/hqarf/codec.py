@@ -135,6 +135,11 @@ class Codec:
     def message_size(self, level: int, frames: int) -> int:
         return wire.message_size(frames, self.tokens(level), self.bits_per_index)
 
+    @property
+    def max_message_size(self) -> int:
+        """Bytes of the largest message this model accepts (level 0, wire.MAX_FRAMES frames)."""
+        return max(self.message_size(level, wire.MAX_FRAMES) for level in range(self.levels))
+
     def _check_level(self, level) -> int:
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.levels:
             raise ValueError(f"level must be an integer in 0..{self.levels - 1}, got {level!r}")

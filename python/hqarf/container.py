@@ -29,6 +29,7 @@ right after its last message: a missing message is "truncated", extra bytes are 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import wire
+from . import sigmf, wire
 
 MAGIC = b"\x89HQF\r\n\x1a\n"
 VERSION = 1
@@ -105,20 +106,43 @@ def read_header(f, path) -> Header:
     magic, version, level, fpm, frame_len, samples, rate, fp, datatype, meta_len = _FIXED.unpack(start)
     if version != VERSION:
         raise ContainerError(f"{path}: compressed-file version {version}; this gr-hqarf reads version {VERSION}")
+    if meta_len > sigmf.MAX_METADATA_BYTES:
+        raise ContainerError(f"{path}: header metadata of {meta_len} bytes, more than the "
+                             f"{sigmf.MAX_METADATA_BYTES >> 20} MiB gr-hqarf reads")
     meta = _read_exact(f, meta_len, path, "the header metadata")
     (crc,) = _LENGTH.unpack(_read_exact(f, _LENGTH.size, path, "the header"))
     if zlib.crc32(start + meta) != crc:
         raise ContainerError(f"{path}: header checksum mismatch: the file is corrupted")
-    if fpm == 0 or frame_len == 0:
-        raise ContainerError(f"{path}: corrupt header (frames per message {fpm}, frame length {frame_len})")
+    if not 1 <= fpm <= wire.MAX_FRAMES or frame_len == 0:
+        raise ContainerError(f"{path}: corrupt header (frames per message {fpm}, at most {wire.MAX_FRAMES}; "
+                             f"frame length {frame_len})")
+    if not math.isfinite(rate) or rate < 0:
+        raise ContainerError(f"{path}: corrupt header (sample rate {rate})")
     try:
-        metadata = json.loads(zlib.decompress(meta).decode("utf-8"))
         datatype = datatype.rstrip(b"\0").decode("ascii")
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Inflate at most the limit (+1 byte to notice more): a small file may not expand to GBs.
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(meta, sigmf.MAX_METADATA_BYTES + 1)
+        if len(text) > sigmf.MAX_METADATA_BYTES or inflater.unconsumed_tail:
+            raise ContainerError(f"{path}: header metadata inflates to more than the "
+                                 f"{sigmf.MAX_METADATA_BYTES >> 20} MiB gr-hqarf reads")
+        if not inflater.eof:
+            raise ContainerError(f"{path}: corrupt header metadata (incomplete zlib stream)")
+        metadata = sigmf.parse_metadata(text.decode("utf-8"), f"{path}: header metadata", require_datatype=False)
+    except (zlib.error, UnicodeDecodeError) as exc:
         raise ContainerError(f"{path}: corrupt header metadata ({exc})") from None
+    except sigmf.RecordingError as exc:
+        raise ContainerError(str(exc)) from None
     return Header(level=level, sample_count=samples, fingerprint=fp.hex(), frame_len=frame_len,
                   sample_rate=rate if rate > 0 else None, datatype=datatype, metadata=metadata,
                   frames_per_message=fpm, version=version)
+
+
+def expected_file_size(header: Header, codec, data_offset: int) -> int:
+    """Bytes a complete file with this header has: the header, then every message with its prefix."""
+    full, rest = divmod(header.frame_count, header.frames_per_message)
+    size = data_offset + full * (_LENGTH.size + codec.message_size(header.level, header.frames_per_message))
+    return size + (_LENGTH.size + codec.message_size(header.level, rest) if rest else 0)
 
 
 def check_model(header: Header, codec, path) -> None:
@@ -228,10 +252,23 @@ class CompressedFile:
             raise
         self._data_offset = self._file.tell()
 
+    def check(self, codec) -> None:
+        """Refuse a file of another model, or whose size is not what its header announces (so a
+        crafted sample count cannot make a reader allocate for frames that are not there)."""
+        check_model(self.header, codec, self.path)
+        expected = expected_file_size(self.header, codec, self._data_offset)
+        actual = os.fstat(self._file.fileno()).st_size
+        if actual < expected:
+            raise ContainerError(f"{self.path}: truncated: {actual} bytes, the header announces "
+                                 f"{self.header.message_count} messages in {expected} bytes")
+        if actual > expected:
+            raise ContainerError(f"{self.path}: trailing data: {actual} bytes, the header announces "
+                                 f"{self.header.message_count} messages in {expected} bytes")
+
     def samples(self, codec, on_frames=None):
         """Decode every message (checked against `codec` first); `on_frames(n)` after each batch."""
         header = self.header
-        check_model(header, codec, self.path)
+        self.check(codec)
         self._file.seek(self._data_offset)
         left = header.sample_count
         pending = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tarfile
@@ -32,6 +33,14 @@ FORMAT_ALIASES = {"cf32": "cf32_le", "fc32": "cf32_le", "ci16": "ci16_le", "sc16
 # Global fields that describe the stored bytes rather than the signal: a rewritten file drops them.
 STORAGE_FIELDS = ("core:datatype", "core:sha512", "core:num_channels", "core:trailing_bytes",
                   "core:metadata_only", "core:dataset", "core:version")
+
+# Bounds on metadata a reader accepts. 32 MiB of JSON is about 300 000 per-frame annotations;
+# Python needs roughly 10x that while parsing it. Deeper nesting than SigMF ever uses is refused
+# before anything walks it recursively.
+MAX_METADATA_BYTES = 32 << 20
+MAX_METADATA_DEPTH = 32
+# Fields holding a sample or byte count: a non-negative integer wherever they appear.
+_COUNT_FIELDS = ("core:sample_start", "core:sample_count", "core:header_bytes")
 
 _DATATYPE = re.compile(r"^(?P<kind>[cr])(?P<base>f32|f64|i32|i16|u32|u16|i8|u8)(?:_(?P<endian>le|be))?$")
 
@@ -160,20 +169,79 @@ class Recording:
         return f"Recording({str(self.path)!r}, {self.datatype}, {self.num_samples} samples)"
 
 
-def _load_meta(text: str, where) -> dict:
+def parse_metadata(text, where, require_datatype: bool = True) -> dict:
+    """JSON text (str or UTF-8 bytes) -> checked SigMF metadata (check_metadata), or RecordingError."""
+    if len(text) > MAX_METADATA_BYTES:
+        raise RecordingError(f"{where}: metadata of {len(text)} bytes, more than the "
+                             f"{MAX_METADATA_BYTES >> 20} MiB gr-hqarf reads")
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordingError(f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise RecordingError(f"{where}: metadata nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. an integer of more than 4300 digits
+        raise RecordingError(f"{where}: not valid JSON ({exc})") from None
+    return check_metadata(meta, where, require_datatype)
+
+
+def _check_nesting(meta, where) -> None:
+    """Iteratively: nesting depth within MAX_METADATA_DEPTH, and no NaN or infinite numbers
+    (JSON has none; Python's parser accepts them, and no SigMF writer may write them back)."""
+    stack = [(meta, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecordingError(f"{where}: metadata holds a NaN or infinite number")
+        if isinstance(value, (dict, list)):
+            if depth > MAX_METADATA_DEPTH:
+                raise RecordingError(f"{where}: metadata nested deeper than {MAX_METADATA_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_metadata(meta, where, require_datatype: bool = True) -> dict:
+    """Check the shape of SigMF metadata before anything uses it; fills in missing captures /
+    annotations lists. Raises RecordingError naming the first field of the wrong type."""
     if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
         raise RecordingError(f"{where}: not SigMF metadata (no \"global\" object)")
+    _check_nesting(meta, where)
     for key in ("captures", "annotations"):
         meta.setdefault(key, [])
         if not isinstance(meta[key], list) or not all(isinstance(a, dict) for a in meta[key]):
             raise RecordingError(f"{where}: \"{key}\" must be a list of objects")
+        for i, entry in enumerate(meta[key]):
+            for name in _COUNT_FIELDS:
+                if name in entry and not _is_count(entry[name]):
+                    raise RecordingError(f"{where}: {key}[{i}] {name} must be a non-negative integer, "
+                                         f"got {entry[name]!r:.40}")
     g = meta["global"]
-    if "core:datatype" not in g:
+    if require_datatype and "core:datatype" not in g:
         raise RecordingError(f"{where}: global has no core:datatype")
+    if "core:datatype" in g and not isinstance(g["core:datatype"], str):
+        raise RecordingError(f"{where}: core:datatype must be a string")
+    rate = g.get("core:sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))):
+        raise RecordingError(f"{where}: core:sample_rate must be a number, got {rate!r:.40}")
+    extensions = g.get("core:extensions")
+    if extensions is not None and (not isinstance(extensions, list)
+                                   or not all(isinstance(e, dict) for e in extensions)):
+        raise RecordingError(f"{where}: core:extensions must be a list of objects")
+    for name in ("core:trailing_bytes", "core:num_channels"):
+        if g.get(name) is not None and not _is_count(g[name]):
+            raise RecordingError(f"{where}: {name} must be a non-negative integer, got {g[name]!r:.40}")
+    if g.get("core:dataset") is not None and not isinstance(g["core:dataset"], str):
+        raise RecordingError(f"{where}: core:dataset must be a string")
+    return meta
+
+
+def _load_meta(text: str, where) -> dict:
+    meta = parse_metadata(text, where)
+    g = meta["global"]
     if g.get("core:metadata_only"):
         raise RecordingError(f"{where}: a metadata-only recording (core:metadata_only) has no samples")
     if g.get("core:num_channels", 1) not in (1, None):
@@ -184,13 +252,16 @@ def _load_meta(text: str, where) -> dict:
 
 def _byte_range(meta: dict, total: int, where) -> tuple[int, int]:
     """(offset, size) of the samples, allowing SigMF's header and trailing bytes (non-conforming datasets)."""
-    header = [int(c.get("core:header_bytes", 0) or 0) for c in meta["captures"]]
+    header = [c.get("core:header_bytes", 0) or 0 for c in meta["captures"]]  # checked: integers >= 0
     if any(header[1:]):
         raise RecordingError(f"{where}: header bytes inside the data (core:header_bytes after the first "
                              f"capture) are not supported")
     offset = header[0] if header else 0
-    trailing = int(meta["global"].get("core:trailing_bytes", 0) or 0)
-    return offset, max(0, total - offset - trailing)
+    trailing = meta["global"].get("core:trailing_bytes", 0) or 0
+    if offset + trailing > total:
+        raise RecordingError(f"{where}: core:header_bytes {offset} and core:trailing_bytes {trailing} "
+                             f"exceed the {total}-byte data file")
+    return offset, total - offset - trailing
 
 
 def open_recording(path, fmt: str | None = None, sample_rate: float | None = None) -> Recording:
@@ -222,6 +293,9 @@ def _open_sigmf(path) -> Recording:
         hint = f" (read {data_path.name} as raw samples with an explicit format)" if data_path.exists() else ""
         raise RecordingError(f"{meta_path}: no such SigMF metadata file{hint}")
     try:
+        if meta_path.stat().st_size > MAX_METADATA_BYTES:
+            raise RecordingError(f"{meta_path}: {meta_path.stat().st_size} bytes of metadata, more than the "
+                                 f"{MAX_METADATA_BYTES >> 20} MiB gr-hqarf reads")
         text = meta_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordingError(f"{meta_path}: cannot read ({exc})") from None
@@ -248,6 +322,9 @@ def _open_archive(path: Path) -> Recording:
             if len(metas) != 1:
                 raise RecordingError(f"{path}: a SigMF archive with {len(metas)} recordings; gr-hqarf "
                                      f"reads archives of exactly one")
+            if members[metas[0]].size > MAX_METADATA_BYTES:
+                raise RecordingError(f"{path}: {metas[0]} is {members[metas[0]].size} bytes, more than the "
+                                     f"{MAX_METADATA_BYTES >> 20} MiB of metadata gr-hqarf reads")
             text = tar.extractfile(members[metas[0]]).read().decode("utf-8")
             data = members.get(metas[0][: -len(META_EXT)] + DATA_EXT)
     except (tarfile.TarError, OSError, UnicodeDecodeError) as exc:
@@ -292,6 +369,8 @@ class SigMFWriter:
     def __init__(self, path, sample_rate: float | None = None, global_fields: dict | None = None,
                  captures: list | None = None, annotations: list | None = None):
         self.meta_path, self.data_path = sigmf_paths(path)
+        check_metadata({"global": dict(global_fields or {}), "captures": list(captures or []),
+                        "annotations": list(annotations or [])}, self.meta_path, require_datatype=False)
         self.global_fields = {k: v for k, v in (global_fields or {}).items() if k not in STORAGE_FIELDS}
         if sample_rate:
             self.global_fields["core:sample_rate"] = float(sample_rate)
@@ -336,10 +415,14 @@ class SigMFWriter:
             tmp_meta.write_text(json.dumps(self.metadata(), indent=2, allow_nan=False) + "\n")
             os.replace(self._tmp_data, self.data_path)
             os.replace(tmp_meta, self.meta_path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
             self.abort()
             tmp_meta.unlink(missing_ok=True)
             raise RecordingError(f"{self.meta_path}: cannot write ({exc})") from None
+        except BaseException:
+            self.abort()
+            tmp_meta.unlink(missing_ok=True)
+            raise
         return self.meta_path, self.data_path
 
     def abort(self) -> None:

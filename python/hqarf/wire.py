@@ -20,7 +20,12 @@ HEADER_SIZE = _HEADER.size  # 22
 CRC_SIZE = 4
 SCALE_SIZE = 2  # bfloat16 per frame
 FINGERPRINT_SIZE = 8
-MAX_FRAMES = 0xFFFF
+# Frames per message at most. The 16-bit field could say 65535, but one such level-0 message is
+# 25 MB and its indices far more once unpacked: a receiver refuses frame counts above this limit
+# ("frame_count") before touching the payload, so a message never costs more than a few MiB.
+MAX_FRAMES = 1024
+# Indices unpacked or packed per step: bounds the working memory of pack/unpack (about 1 MiB).
+_CHUNK_INDICES = 1 << 16
 
 
 class WireFormatError(ValueError):
@@ -41,7 +46,7 @@ class Message:
     level: int
     sequence: int
     fingerprint: bytes
-    indices: np.ndarray  # (frames, tokens) int64
+    indices: np.ndarray  # (frames, tokens) in the smallest unsigned type that holds them (index_dtype)
     scales: np.ndarray  # (frames,) float32 amplitude scale of each frame
 
     @property
@@ -58,20 +63,53 @@ def packed_size(count: int, bits: int) -> int:
     return (count * bits + 7) // 8
 
 
+def index_dtype(bits: int) -> np.dtype:
+    """The unsigned type received indices are held in: uint8 up to 8 bits, then uint16, uint32."""
+    return np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
+
+
+def _width(bits: int) -> int:
+    return index_dtype(bits).itemsize * 8
+
+
 def pack_indices(indices: np.ndarray, bits: int) -> bytes:
-    """Concatenate indices MSB-first at `bits` bits each, zero-padded to a whole byte."""
-    flat = np.asarray(indices, dtype=np.int64).reshape(-1)
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
-    bitarr = ((flat[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(bitarr.reshape(-1)).tobytes()
+    """Concatenate indices MSB-first at `bits` bits each, zero-padded to a whole byte.
+
+    Works _CHUNK_INDICES at a time (a multiple of 8, so every chunk ends on a byte)."""
+    flat = np.asarray(indices).reshape(-1)
+    width = _width(bits)
+    big_endian = index_dtype(bits).newbyteorder(">")
+    parts = []
+    for start in range(0, flat.size, _CHUNK_INDICES):
+        chunk = flat[start:start + _CHUNK_INDICES].astype(big_endian)
+        bitarr = np.unpackbits(chunk.view(np.uint8).reshape(len(chunk), width // 8), axis=1)
+        parts.append(bitarr[:, width - bits:].reshape(-1))
+    if not parts:
+        return b""
+    if len(parts) == 1:
+        return np.packbits(parts[0]).tobytes()
+    # every chunk but the last holds a multiple of 8 bits: packing them one by one is exact
+    return b"".join(np.packbits(p).tobytes() for p in parts)
 
 
 def unpack_indices(data: bytes, count: int, bits: int) -> tuple[np.ndarray, bool]:
-    """Inverse of pack_indices; also returns whether the padding bits were all zero."""
-    bitarr = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    used = bitarr[: count * bits].reshape(count, bits).astype(np.int64)
-    weights = np.int64(1) << np.arange(bits - 1, -1, -1, dtype=np.int64)
-    return used @ weights, not bitarr[count * bits:].any()
+    """Inverse of pack_indices; also returns whether the padding bits were all zero.
+
+    The indices come back as index_dtype(bits) (1 byte each for 6-bit indices, not 8), unpacked
+    _CHUNK_INDICES at a time, so the working memory stays about 1 MiB whatever the count."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    dtype, width = index_dtype(bits), _width(bits)
+    out = np.empty(count, dtype)
+    chunk_bytes = _CHUNK_INDICES * bits // 8
+    for k, start in enumerate(range(0, count, _CHUNK_INDICES)):
+        n = min(_CHUNK_INDICES, count - start)
+        bitarr = np.unpackbits(raw[k * chunk_bytes: k * chunk_bytes + (n * bits + 7) // 8])[: n * bits]
+        padded = np.zeros((n, width), np.uint8)
+        padded[:, width - bits:] = bitarr.reshape(n, bits)
+        out[start:start + n] = np.packbits(padded, axis=1).view(dtype.newbyteorder(">")).reshape(n)
+    used = count * bits
+    tail = np.unpackbits(raw[used // 8:])[used % 8:] if len(raw) * 8 > used else np.zeros(0, np.uint8)
+    return out, not tail.any()
 
 
 def scales_to_bfloat16(scales: np.ndarray) -> bytes:
@@ -132,6 +170,9 @@ def unpack(blob, *, tokens_per_level: list[int], bits: int, codebook_size: int,
         raise WireFormatError("flags", f"unknown flags 0x{flags:02x}")
     if frames == 0:
         raise WireFormatError("frame_count", "frame count is 0")
+    if frames > MAX_FRAMES:
+        raise WireFormatError("frame_count", f"frame count {frames} above the limit of {MAX_FRAMES} "
+                              f"frames per message (docs/wire-format.md)")
     tokens = tokens_per_level[level]
     expected = message_size(frames, tokens, bits)
     if len(blob) < expected:
@@ -152,7 +193,7 @@ def unpack(blob, *, tokens_per_level: list[int], bits: int, codebook_size: int,
     indices, padding_clean = unpack_indices(blob[offset: expected - CRC_SIZE], frames * tokens, bits)
     if not padding_clean:
         raise WireFormatError("padding", "non-zero padding bits after the last index")
-    if indices.max() >= codebook_size:
+    if int(indices.max()) >= codebook_size:
         raise WireFormatError("index_range", f"index {int(indices.max())} out of range for a codebook of "
                               f"{codebook_size} codewords")
     if not np.all(np.isfinite(scales)) or np.any(scales < 0):
