@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""gr-hqarf benchmark: codec throughput per level and batch size against the machine's fp32 GEMM rate,
-wire bytes per frame, and (when the blocks are present) flowgraph throughput. Prints figures, asserts nothing.
+"""gr-hqarf benchmark: codec throughput per level, batch size, thread count and runtime, each figure
+beside the fp32 GEMM rate measured just before it; wire bytes per frame; flowgraph throughput of the
+encoder, decoder and modrec_sink blocks and of the chain, beside GNU Radio's C++ copy block.
+Every figure is the median of --repeats timed runs. Prints figures, asserts nothing.
 
-    ./dev.sh bench [--model paper|default|DIR] [--batches 1,16,64] [--seconds 1.0] [--threads N]
+    ./dev.sh bench [--model default|paper|DIR] [--batches 1,16,64,256] [--threads 1,2]
+                   [--runtimes torch,torchscript,onnx] [--repeats 5] [--device cpu|cuda]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -18,55 +22,163 @@ sys.path[:0] = [str(ROOT / "shim"), str(ROOT)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from gnuradio import hqarf  # noqa: E402
 from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig, level_costs  # noqa: E402
+from gnuradio.hqarf.runtime import torch_threads  # noqa: E402
+
+# Rates the issue asks for (Msps): encoder / decoder at levels 0 and 4, modrec_sink, chain.
+TARGETS = {"encoder": {0: 10.0, 4: 3.0}, "decoder": {0: 3.0, 4: 1.0}}
+SHARE = 0.30  # share of the same-run GEMM rate a well-batched network can be expected to reach
 
 
-def timed(fn, seconds: float) -> float:
-    """Mean seconds per call: one warm-up call, then repeat for about `seconds` (at least 2 calls)."""
+def median_time(fn, repeats: int, min_seconds: float) -> float:
+    """Median seconds per call over `repeats` timed runs (each at least one call and about
+    `min_seconds` long), after one warm-up call."""
     fn()
-    n, start = 0, time.perf_counter()
-    while n < 2 or time.perf_counter() - start < seconds:
-        fn()
-        n += 1
-    return (time.perf_counter() - start) / n
+    runs = []
+    for _ in range(repeats):
+        n, start = 0, time.perf_counter()
+        while n < 1 or time.perf_counter() - start < min_seconds:
+            fn()
+            n += 1
+        runs.append((time.perf_counter() - start) / n)
+    return statistics.median(runs)
 
 
-def gemm_gflops(seconds: float) -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    return 2 * 1024 ** 3 / timed(lambda: a @ b, seconds) / 1e9
+def gemm_gflops(threads: int, device, repeats: int = 3) -> float:
+    """fp32 GEMM 1024^3 rate (GFLOP/s) now, under `threads` torch threads: the roofline beside a figure."""
+    a = torch.randn(1024, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+
+    def run():
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    with torch_threads(threads):
+        return 2 * 1024 ** 3 / median_time(run, repeats, 0.0) / 1e9
 
 
-def load(model: str):
+def classifier_macs(clf) -> int:
+    macs = {"n": 0}
+
+    def hook(mod, inp, outp):
+        if isinstance(mod, nn.Conv1d):
+            macs["n"] += outp.shape[-1] * mod.out_channels * (mod.in_channels // mod.groups) * mod.kernel_size[0]
+        elif isinstance(mod, nn.Linear):
+            macs["n"] += mod.in_features * mod.out_features
+    handles = [m.register_forward_hook(hook) for m in clf.net.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    with torch.no_grad():
+        clf.net(torch.zeros(1, 2, clf.frame_len, device=clf.device))
+    for h in handles:
+        h.remove()
+    return macs["n"]
+
+
+def load(model: str, device: str):
     if model == "paper":
         torch.manual_seed(0)
         net = HQARF(HQARFConfig()).eval()
-        return Codec(net), "paper-sized HQARFConfig() (random weights: speed does not depend on them)"
+        return Codec(net, device=device), "paper-sized HQARFConfig() (random weights: speed does not depend on them)"
     if model == "default":
-        return hqarf.load_codec(None), "shipped default model"
-    return hqarf.load_codec(model), model
+        return hqarf.load_codec(None, device=device), "shipped default model"
+    return hqarf.load_codec(model, device=device), model
+
+
+def codec_figures(codec, costs, args, device, rng):
+    L = codec.frame_len
+    best = {}  # (kind, level) -> (share, msps, batch, runtime, threads)
+    print("codec throughput (Msps = complex samples per second; %GEMM = share of the fp32 GEMM rate measured")
+    print(f"just before the row, at the row's thread count; MACs include the quantisers; median of {args.repeats})")
+    print(f"{'runtime':>11} {'thr':>3} {'level':>5} {'batch':>5} {'GEMM GF/s':>9} {'encode Msps':>11} {'enc %GEMM':>9}"
+          f" {'decode Msps':>11} {'dec %GEMM':>9}")
+    for threads in args.threads:
+        for runtime in args.runtimes:
+            try:
+                c = codec.with_runtime(runtime, threads)
+            except ValueError as exc:
+                print(f"{runtime:>11} skipped: {exc}")
+                continue
+            for level in args.levels:
+                cost = costs[level]
+                for b in args.batches:
+                    x = (rng.standard_normal((b, L)) + 1j * rng.standard_normal((b, L))).astype(np.complex64)
+                    codes = codec.encode(x, level)
+                    c.chunk = b  # one forward pass per call: the batch is the figure's subject
+                    gemm = gemm_gflops(threads, device)
+                    te = median_time(lambda: c.encode(x, level), args.repeats, args.min_seconds)
+                    td = median_time(lambda: c.decode(codes, level), args.repeats, args.min_seconds)
+                    enc_share = b * 2 * cost["encode_total_macs"] / te / 1e9 / gemm
+                    dec_share = b * 2 * cost["decode_total_macs"] / td / 1e9 / gemm
+                    for kind, share, t in (("encode", enc_share, te), ("decode", dec_share, td)):
+                        if share > best.get((kind, level), (0,))[0]:
+                            best[(kind, level)] = (share, b * L / t / 1e6, b, runtime, threads, gemm)
+                    print(f"{runtime:>11} {threads:>3} {level:>5} {b:>5} {gemm:>9.1f} {b * L / te / 1e6:>11.3f}"
+                          f" {100 * enc_share:>8.1f}% {b * L / td / 1e6:>11.3f} {100 * dec_share:>8.1f}%", flush=True)
+    print("\nbest batch per level (highest share of the same-row GEMM rate)")
+    print(f"{'level':>5} {'kind':>6} {'share':>6} {'Msps':>7} {'batch':>5} {'runtime':>11} {'thr':>3}"
+          f" {'MMAC/frame':>10} {'of which quantiser':>18}")
+    for level in args.levels:
+        for kind in ("encode", "decode"):
+            if (kind, level) not in best:
+                continue
+            share, msps, b, runtime, threads, _ = best[(kind, level)]
+            cost = costs[level]
+            print(f"{level:>5} {kind:>6} {100 * share:>5.1f}% {msps:>7.3f} {b:>5} {runtime:>11} {threads:>3}"
+                  f" {cost[kind + '_total_macs'] / 1e6:>10.2f} {cost[kind + '_quantizer_macs'] / 1e6:>18.2f}")
+    return best
+
+
+def budgets(costs, best, gemm_1thread, clf_macs, args):
+    """What the must-show rates need: MACs per frame at SHARE of the same-run 1-thread GEMM rate."""
+    L = 1024
+    print(f"\nMAC budget per frame for the target rates at {100 * SHARE:.0f}% of a {gemm_1thread:.1f} GFLOP/s "
+          f"(1 thread, this run) GEMM rate, against the shipped architecture")
+    print(f"{'block':>8} {'level':>5} {'target Msps':>11} {'budget MMAC':>11} {'has MMAC':>8} {'over by':>7}")
+    for block, kind in (("encoder", "encode"), ("decoder", "decode")):
+        for level, target in TARGETS[block].items():
+            if level >= len(costs):
+                continue
+            budget = SHARE * gemm_1thread * 1e9 / 2 / (target * 1e6 / L)
+            has = costs[level][kind + "_total_macs"]
+            print(f"{block:>8} {level:>5} {target:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f} {has / budget:>6.1f}x")
+    budget = SHARE * gemm_1thread * 1e9 / 2 / (2.0e6 / L)
+    print(f"{'modrec':>8} {'-':>5} {2.0:>11.1f} {budget / 1e6:>11.2f} {clf_macs / 1e6:>8.2f} {clf_macs / budget:>6.1f}x")
+    for level in range(len(costs)):
+        # the chain on 2 cores: encoder, decoder and classifier share two cores' GEMM rate
+        budget = SHARE * 2 * gemm_1thread * 1e9 / 2 / (1.0e6 / L)
+        has = costs[level]["encode_total_macs"] + costs[level]["decode_total_macs"] + clf_macs
+        print(f"{'chain':>8} {level:>5} {1.0:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f} {has / budget:>6.1f}x"
+              f"  (2 cores)")
 
 
 def flowgraph_figures(codec, args):
-    """Encoder alone, decoder alone and vector source -> encoder -> decoder -> ModRec sink per level,
-    beside GNU Radio's C++ copy block measured in the same run, and the process's peak memory."""
+    """Encoder, decoder and modrec_sink alone and vector source -> encoder -> decoder -> modrec_sink
+    per level and runtime (one thread per block), beside GNU Radio's C++ copy block measured at each level."""
     import resource
 
     from gnuradio import blocks, gr
     from gnuradio.hqarf import flowgraphs
 
-    gr.logging().set_default_level(gr.log_levels.warn)  # figures only, no per-run block summaries
-    n = 256
+    gr.logging().set_default_level(gr.log_levels.error)  # figures only (the encoder warns of its backlog)
+    n = args.flow_frames
     rng = np.random.default_rng(1)
     frames = (rng.standard_normal((n, codec.frame_len)) + 1j * rng.standard_normal((n, codec.frame_len))).astype(np.complex64)
-    tb = gr.top_block()
-    src = blocks.vector_source_c(frames.reshape(-1).tolist() * 8)
-    tb.connect(src, blocks.copy(gr.sizeof_gr_complex), blocks.null_sink(gr.sizeof_gr_complex))
-    t = time.perf_counter()
-    tb.run()
-    passthrough = frames.size * 8 / (time.perf_counter() - t) / 1e6
+    copy_data = frames.reshape(-1).tolist() * 8
+
+    def copy_rate():
+        tb = gr.top_block()
+        tb.connect(blocks.vector_source_c(copy_data), blocks.copy(gr.sizeof_gr_complex),
+                   blocks.null_sink(gr.sizeof_gr_complex))
+        t = time.perf_counter()
+        tb.run()
+        return len(copy_data) / (time.perf_counter() - t) / 1e6
+
+    def med(fn):
+        return statistics.median(fn()["msps"] for _ in range(args.flow_repeats))
+
     with tempfile.TemporaryDirectory() as tmp:
         model = tmp
         codec.save(tmp)
@@ -75,59 +187,76 @@ def flowgraph_figures(codec, args):
             have_classifier = True
         except hqarf.WeightsError:
             have_classifier = False
-        print(f"flowgraph throughput (Msps, {n} frames, frames_per_pdu 16, 1 torch thread per block);"
-              f" GNU Radio C++ copy block in the same run: {passthrough:.1f} Msps")
-        print(f"{'level':>5} {'encoder':>9} {'decoder':>9} {'enc->dec->ModRec':>17}")
-        for level in range(codec.levels):
-            enc = flowgraphs.encoder_benchmark(model, level, frames)
-            blobs = [codec.compress(frames[i:i + 16], level, sequence=i // 16) for i in range(0, n, 16)]
-            dec = flowgraphs.decoder_benchmark(model, blobs)
-            full = float("nan")
-            if have_classifier:
-                loop = flowgraphs.loopback(model, level, frames)
-                t = time.perf_counter()
-                loop.run()
-                full = frames.size / (time.perf_counter() - t) / 1e6
-            print(f"{level:>5} {enc['msps']:>9.3f} {dec['msps']:>9.3f} {full:>17.3f}")
+        print(f"\nflowgraph throughput (Msps, {n} frames from a vector source, frames_per_pdu 16, 1 thread per "
+              f"block, median of {args.flow_repeats}); GNU Radio C++ copy block measured beside each row")
+        print(f"{'runtime':>11} {'level':>5} {'copy':>7} {'GEMM GF/s':>9} {'encoder':>8} {'decoder':>8}"
+              f" {'modrec':>8} {'chain':>8}")
+        for runtime in args.runtimes:
+            for level in args.levels:
+                try:
+                    gemm = gemm_gflops(1, torch.device("cpu"))
+                    copy = copy_rate()
+                    enc = med(lambda: flowgraphs.encoder_benchmark(model, level, frames, runtime=runtime))
+                    blobs = [codec.compress(frames[i:i + 16], level, sequence=i // 16) for i in range(0, n, 16)]
+                    dec = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime))
+                    mod = chain = float("nan")
+                    if have_classifier:
+                        mod = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime))
+                        chain = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime))
+                except ValueError as exc:
+                    print(f"{runtime:>11} skipped: {exc}")
+                    break
+                print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {dec:>8.3f} {mod:>8.3f}"
+                      f" {chain:>8.3f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak:.0f} MiB")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="paper", help="paper (default), default (shipped) or a model directory")
-    p.add_argument("--batches", default="1,16,64", help="frames per call, comma-separated")
-    p.add_argument("--seconds", type=float, default=1.0, help="time spent per measurement")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--model", default="default", help="default (shipped, the default), paper or a model directory")
+    p.add_argument("--batches", default="1,16,64,256", help="frames per call, comma-separated")
+    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    p.add_argument("--runtimes", default="torch,torchscript,onnx", help="runtimes, comma-separated")
+    p.add_argument("--levels", default=None, help="levels, comma-separated (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per figure (the median is printed)")
+    p.add_argument("--min-seconds", type=float, default=0.05, help="least duration of one timed run")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (codec figures; blocks run on the CPU)")
+    p.add_argument("--flow-frames", type=int, default=256, help="frames per flowgraph run")
+    p.add_argument("--flow-repeats", type=int, default=3, help="flowgraph runs per figure")
     p.add_argument("--no-flowgraph", action="store_true", help="skip the GNU Radio flowgraph figures")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    batches = [int(b) for b in args.batches.split(",")]
-    codec, what = load(args.model)
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.threads = [int(t) for t in args.threads.split(",")]
+    args.runtimes = [r.strip() for r in args.runtimes.split(",")]
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            print("--device cuda: no CUDA device here", file=sys.stderr)
+            return 2
+        args.runtimes = [r for r in args.runtimes if r != "onnx"]
+    codec, what = load(args.model, args.device)
+    args.levels = list(range(codec.levels)) if args.levels is None else [int(v) for v in args.levels.split(",")]
     rng = np.random.default_rng(0)
     L = codec.frame_len
-
-    gemm = gemm_gflops(args.seconds)
-    print(f"model: {what}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"fp32 GEMM 1024^3 on this machine, same run: {gemm:.1f} GFLOP/s\n")
-
+    import platform
+    print(f"model: {what}; torch {torch.__version__}; device {args.device}; {platform.processor() or platform.machine()}"
+          f", {__import__('os').cpu_count()} CPUs; runtimes {', '.join(args.runtimes)}")
     costs = level_costs(codec.config)
-    print("codec throughput (complex samples per second, Msps; % = share of the GEMM rate reached)")
-    print(f"{'level':>5} {'batch':>5} {'encode Msps':>12} {'enc %GEMM':>9} {'decode Msps':>12} {'dec %GEMM':>9}"
-          f" {'enc MMAC/frame':>14} {'dec MMAC/frame':>14}")
-    for level in range(codec.levels):
-        c = costs[level]
-        for b in batches:
-            x = (rng.standard_normal((b, L)) + 1j * rng.standard_normal((b, L))).astype(np.complex64)
-            codes = codec.encode(x, level)
-            te = timed(lambda: codec.encode(x, level), args.seconds)
-            td = timed(lambda: codec.decode(codes, level), args.seconds)
-            enc_gflops = b * 2 * c["encode_macs"] / te / 1e9
-            dec_gflops = b * 2 * c["decode_macs"] / td / 1e9
-            print(f"{level:>5} {b:>5} {b * L / te / 1e6:>12.3f} {100 * enc_gflops / gemm:>8.1f}% "
-                  f"{b * L / td / 1e6:>12.3f} {100 * dec_gflops / gemm:>8.1f}% "
-                  f"{c['encode_macs'] / 1e6:>14.2f} {c['decode_macs'] / 1e6:>14.2f}")
+    print("MACs per frame (network + quantiser distance GEMMs):")
+    for c in costs:
+        print(f"  level {c['level']}: encode {c['encode_macs'] / 1e6:.2f} + {c['encode_quantizer_macs'] / 1e6:.2f} M,"
+              f" decode {c['decode_macs'] / 1e6:.2f} + {c['decode_quantizer_macs'] / 1e6:.2f} M")
+    clf_macs = 0
+    try:
+        clf = hqarf.load_classifier(args.model if args.model not in ("paper", "default") else None)
+        clf_macs = classifier_macs(clf)
+        print(f"  classifier: {clf_macs / 1e6:.2f} M")
+    except hqarf.WeightsError:
+        pass
+    print()
+    best = codec_figures(codec, costs, args, device, rng)
+    budgets(costs, best, gemm_gflops(1, device), clf_macs, args)
 
     print("\nwire bytes per frame (indices + header + per-frame scale + CRC32)")
     print(f"{'level':>5} {'bits/frame':>10} {'1-frame msg':>11} {'16-frame msg':>12} {'overhead@16':>11}"
@@ -139,7 +268,7 @@ def main(argv=None) -> int:
         print(f"{level:>5} {bits:>10} {m1:>11} {m16:>12.2f} {100 * (m16 - packed) / packed:>10.1f}%"
               f" {codec.compression_ratio(level):>12.1f} {L * 8 / m16:>13.1f}")
 
-    if not args.no_flowgraph:
+    if not args.no_flowgraph and device.type == "cpu":
         flowgraph_figures(codec, args)
     return 0
 

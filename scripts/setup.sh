@@ -19,6 +19,21 @@ if [ "$need_apt" = 1 ]; then
     gnuradio gnuradio-dev cmake g++ make python3-venv >/dev/null
 fi
 
+# 1b. What GNU Radio Companion needs beyond the gnuradio package: GTK's introspection data (Debian's
+# gnuradio only recommends it, so --no-install-recommends leaves GRC failing with "Namespace Gtk not
+# available"), and a headless X server plus xwininfo for the test that starts GRC itself.
+grc_packages=(gir1.2-gtk-3.0 xvfb xauth x11-utils)
+missing=()
+for pkg in "${grc_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  log "installing Debian packages for GNU Radio Companion (${missing[*]})"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 # 2. A venv on Debian's Python that still sees GNU Radio (system site packages).
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv from /usr/bin/python3 --system-site-packages"

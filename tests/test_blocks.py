@@ -19,12 +19,14 @@ SYSTEM, PDUS = pmt.intern("system"), pmt.intern("pdus")
 
 @pytest.fixture(scope="module")
 def codec(tiny_model_dir):
-    return hqarf.load_codec(tiny_model_dir)
+    # The blocks run torch at their num_threads (1) without changing the process's count, and torch
+    # rounds near-tie distances differently at other thread counts: compare at the blocks' count.
+    return hqarf.load_codec(tiny_model_dir, num_threads=1)
 
 
 @pytest.fixture(scope="module")
 def classifier(tiny_model_dir):
-    return hqarf.load_classifier(tiny_model_dir)
+    return hqarf.load_classifier(tiny_model_dir, num_threads=1)
 
 
 def as_pdu(blob, meta=None):
@@ -335,3 +337,44 @@ def test_loopback_carries_labels_and_matches_offline(tiny_model_dir, codec, clas
     assert online == classifier.predict(offline).tolist()
     assert [m["true_label"] for m in flowgraphs.classifications_from(tb.classified)] == labels.tolist()
     assert tb.modrec.accuracy() == pytest.approx(float(np.mean(classifier.predict(offline) == labels)))
+
+
+def test_modrec_sink_flags_frames_its_unknown_detector_scores_above_the_threshold(tmp_path, rng):
+    import shutil
+    import torch
+    from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet
+    from conftest import CLASSES, make_classifier, make_codec
+
+    model = make_classifier(make_codec(tmp_path / "m"))
+    torch.manual_seed(3)
+    detector = ModRecNet(ClassifierConfig(num_classes=len(CLASSES) + 1, stem_width=8, widths=(8, 8), blocks=(1, 1)))
+    # a hand-made out-of-set frame (a pure tone) between frames of noise
+    tone = np.exp(2j * np.pi * 0.1 * np.arange(L)).astype(np.complex64)
+    x = np.concatenate([random_frames(rng, 3), tone[None], random_frames(rng, 2)])
+    wrapped = Classifier(detector, {"classes": [*CLASSES, "unknown"]}, kind="unknown_detector")
+    scores = wrapped.predict_proba(x)[:, -1]
+    threshold = float(np.sort(scores)[-2] + np.sort(scores)[-1]) / 2  # only the top-scoring frame above it
+    wrapped.manifest["unknown_detector"] = {"threshold": threshold}
+    wrapped.save(model)
+    clf = hqarf.load_classifier(model)
+    assert clf.detector is not None and clf.unknown_threshold == pytest.approx(threshold)
+    expected = clf.classify(x)
+    assert expected["unknown"].sum() == 1 and expected["unknown"][np.argmax(scores)]
+
+    tb = gr.top_block()
+    source = blocks.vector_source_c(x.reshape(-1).tolist(), False)
+    sink = hqarf.modrec_sink(model=model, true_label=0)
+    store = blocks.message_debug()
+    tb.connect(source, sink)
+    tb.msg_connect(sink, "classification", store, "store")
+    tb.run()
+    messages = flowgraphs.classifications_from(store)
+    assert [m["unknown"] for m in messages] == expected["unknown"].tolist()
+    np.testing.assert_allclose([m["unknown_score"] for m in messages], scores, rtol=1e-5)
+    assert sink.counters()["unknown"] == 1 and sum(sink.histogram().values()) == 6
+    assert sink.confusion().sum() == 6  # the six-class decision still scores every frame
+    sink.set_unknown_threshold(1.0)  # the GRC callback: flag nothing from now on
+    assert sink.unknown_threshold == 1.0
+    with pytest.raises(ValueError):
+        sink.set_unknown_threshold(-0.5)
+    shutil.rmtree(model)

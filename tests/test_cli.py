@@ -123,8 +123,13 @@ def test_raw_inputs_round_trip(tmp_path, tiny_model_dir, rng, capsys, fmt):
     np.testing.assert_allclose(samples, reference(codec, expected_in, 1), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("length", [1, FRAME - 1,  # 0: refused (test_robustness.py)
-                                     FRAME, FRAME + 1, 17 * FRAME + 3])
+def test_an_empty_recording_is_refused_with_one_line(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "in.fc32").write_bytes(b"")
+    code, _, err = run(capsys, "compress", tmp_path / "in.fc32", "-o", tmp_path / "c.hqarf", "--model", tiny_model_dir)
+    assert code != 0 and "Traceback" not in err and not (tmp_path / "c.hqarf").exists()
+
+
+@pytest.mark.parametrize("length", [1, FRAME - 1, FRAME, FRAME + 1, 17 * FRAME + 3])
 def test_original_length_is_restored_exactly(tmp_path, tiny_model_dir, rng, capsys, length):
     x = random_frames(rng, 18).reshape(-1)[:length]
     x.tofile(tmp_path / "in.fc32")

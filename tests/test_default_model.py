@@ -46,3 +46,28 @@ def test_accuracy_on_fresh_test_frames_matches_the_manifest(test_frames):
         accuracy = (clf.predict(xhat) == y).mean()
         # 300 of the 6000 frames behind the claim: allow their sampling spread (about 3 sigma).
         assert abs(accuracy - claimed[level]) <= 0.09, f"level {level}: {accuracy:.3f} vs claimed {claimed[level]:.3f}"
+
+
+def test_ships_a_held_out_classifier_and_an_unknown_flag(test_frames):
+    x, y = test_frames
+    heldout = hqarf.load_classifier(kind="heldout_classifier")
+    assert heldout.config.arch == "transformer" and heldout.classes == hqarf.load_classifier().classes
+    assert (heldout.predict(x) == y).mean() >= 0.95
+    clf = hqarf.load_classifier()
+    assert clf.detector is not None and 0 < clf.unknown_threshold < 1
+    # white noise is none of the six classes (a pure tone is not flagged: it looks like 2fsk, see
+    # docs/results/robustness.md); clean 6Mod frames rarely look unknown
+    noise = np.random.default_rng(0).standard_normal((2, 1024)) + 1j * np.random.default_rng(1).standard_normal((2, 1024))
+    noise = (noise / np.abs(noise).max(-1, keepdims=True)).astype(np.complex64)
+    assert clf.classify(noise)["unknown"].tolist() == [True, True]
+    assert clf.classify(x)["unknown"].mean() <= 0.05
+
+
+def test_impaired_frames_are_classified(test_frames):
+    """The model is trained for captures: random carrier phase and frequency offset at high SNR."""
+    import dataclasses
+    from training.data import Impairments, impair
+    x, y = test_frames
+    imp = dataclasses.replace(Impairments(), snr_db_min=25.0, snr_db_max=30.0, clean_fraction=0.0)
+    frames, _ = impair(x, "test", imp)
+    assert (hqarf.load_classifier().predict(frames) == y).mean() >= 0.97

@@ -49,7 +49,14 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert len(manifest["metrics"]["accuracy_per_level"]) == 5
     assert (smoke_run / "model" / "PROVENANCE.md").read_text().startswith("# Provenance")
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf"}
+    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf", "direct"}
+    # trained on impaired frames, recorded in the provenance; the held-out classifier ships beside
+    assert prov["data"]["impairments"]["max_freq_offset"] == 0.01 and prov["data"]["impairments"]["random_phase"]
+    heldout = hqarf.load_classifier(smoke_run / "model", kind="heldout_classifier")
+    assert heldout.config.arch == "transformer" and heldout.classes == clf.classes
+    assert float((heldout.predict(x) == y).mean()) >= 0.3, "held-out smoke classifier near chance (0.17)"
+    assert codec.config.direct_levels == (1, 2, 3, 4)
+    assert [codec.bits_per_frame(level) for level in range(5)] == [3072, 1536, 768, 384, 192]
     assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
     # The classifier term trains the levels task_scale does not zero (smoke and default: HAE, quantised
     # levels 0-2, level 4 without KL).
@@ -62,7 +69,10 @@ def test_smoke_run_produces_loadable_model(smoke_run):
 
 def test_evaluation_writes_json_and_plots(smoke_run):
     report = json.loads((smoke_run / "evaluation" / "report.json").read_text())
-    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf"}
+    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf", "direct"}
+    assert report["headline"]["stage"] == "direct" and len(report["headline"]["accuracy_per_level_heldout"]) == 5
+    impaired = json.loads((smoke_run / "evaluation" / "impaired" / "report.json").read_text())
+    assert impaired["test_set"] == "impaired" and report["impaired_headline"] == impaired["headline"]
     row = report["stages"]["hqarf"][4]
     assert row["bits_per_frame"] == 192 and row["bytes_per_frame_16"] == (26 + 2 * 16 + 16 * 24) / 16
     assert set(report["conventional"]) >= {"sq", "bfp", "resample", "svd"}
@@ -166,3 +176,26 @@ def test_keep_best_restores_the_best_validation_epoch(monkeypatch, tmp_path, sta
     other = [i for i in range(len(candidates)) if candidates[i] is not None and i != kept]
     assert all(any(not torch.equal(final[k], candidates[i][k]) for k in final) for i in other)
     assert "kept epoch" in (tmp_path / "train.log").read_text()
+
+
+def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
+    """training/robustness.py at a tiny grid: accuracy vs SNR for both classifiers, the unknown flag by
+    every score (the detector's at the model's own threshold), signal properties, JSON, Markdown, plot."""
+    from training import robustness
+
+    report = robustness.run(smoke_run / "model", tmp_path, per_class=1, snrs=[0.0, 20.0], ood_per_kind=2,
+                            say=lambda _: None)
+    sweep = report["accuracy_vs_snr"]
+    assert sweep["snr_db"] == [0.0, 20.0] and set(sweep["variants"]) == {"awgn", "awgn+phase+offset"}
+    for res in sweep["variants"].values():
+        assert set(res["originals"]) == {"project", "held-out"} and len(res["levels"]) == 5
+        assert all(0.0 <= a <= 1.0 for row in res["levels"] for accs in row.values() for a in accs)
+    scores = report["out_of_set"]["scores"]
+    assert set(scores) == {"max_softmax", "energy", "mahalanobis", "detector"}
+    from gnuradio import hqarf
+    assert scores["detector"]["threshold"] == pytest.approx(hqarf.load_classifier(smoke_run / "model").unknown_threshold)
+    assert {"gr-qpsk", "gr-gmsk", "gr-tone", "bpsk", "tone"} <= set(report["out_of_set"]["kinds"])
+    assert set(report["signal_properties"]["levels"]) == {"0", "1", "2", "3", "4"}
+    assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
+    assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
+    assert (tmp_path / "accuracy_vs_snr.png").stat().st_size > 5000

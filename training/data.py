@@ -15,6 +15,7 @@ Generation time per example on one core (2-core dev machine, shared, torchsig 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import hashlib
 import json
 import multiprocessing
@@ -39,15 +40,24 @@ from torchsig.utils.signal_building import (  # noqa: E402
 
 __all__ = [
     "CLASSES",
+    "OUT_OF_SET_TRAIN",
     "SPLIT_SEEDS",
     "DataConfig",
+    "Impairments",
     "add_awgn",
+    "impair",
+    "impair_frame",
     "default_cache_dir",
     "example",
     "generate",
 ]
 
 CLASSES = ("4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256")
+
+# torchsig classes outside 6Mod that train the unknown detector (outlier exposure); the report also
+# tests it on kinds never seen in training (training/robustness.py) and on GNU Radio's own modulators.
+OUT_OF_SET_TRAIN = ("bpsk", "qpsk", "8psk", "16qam", "64qam", "4fsk", "2gmsk", "ook", "am-dsb", "fm", "lfm-data",
+                    "ofdm-64")
 
 # Disjoint per-split base seeds; example i of a split uses SeedSequence([seed, i]).
 SPLIT_SEEDS = {"train": 6_000_001, "val": 6_000_002, "test": 6_000_003}
@@ -298,3 +308,97 @@ def add_awgn(x: np.ndarray, esn0_db, seed_or_rng) -> np.ndarray:
     sigma = np.sqrt(es / 10.0 ** (esn0 / 10.0) / 2.0)  # per real dimension
     noise = rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape)
     return (x + sigma * noise).astype(np.complex64)
+
+
+# -- receiver impairments ---------------------------------------------------------------------------
+# A capture is a clean frame seen through a receiver: a fractional timing offset, optionally a short
+# multipath channel, a residual carrier frequency offset, an unknown carrier phase and noise. Each
+# impaired example is a pure function of (split seed, index): its own random stream, disjoint from
+# torchsig's (the extra SeedSequence word), so the clean cache is reused and impaired sets stay
+# reproducible. Frames are re-normalised to max |x| = 1 afterwards, as the sensor does.
+_IMPAIR_STREAM = 0x1A9
+
+
+@dataclasses.dataclass(frozen=True)
+class Impairments:
+    """What a receiver adds to a clean frame. ``Impairments.none()`` leaves frames unchanged.
+
+    SNR is per-sample: mean |x|^2 of the frame over the complex noise power (not torchsig's peak
+    PSD figure). ``clean_fraction`` of the frames get no noise at all (the codec must still serve
+    clean, synthetic or high-SNR captures)."""
+
+    snr_db_min: float = 0.0
+    snr_db_max: float = 30.0
+    clean_fraction: float = 0.2
+    random_phase: bool = True           # carrier phase uniform in [0, 2 pi)
+    max_freq_offset: float = 0.01       # carrier offset uniform in +-this fraction of the sample rate
+    timing_offset: bool = True          # fractional delay uniform in [0, 1) sample
+    multipath_probability: float = 0.0  # share of frames through a short random FIR channel
+    multipath_taps: int = 3
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def none(cls) -> "Impairments":
+        return cls(snr_db_min=math.inf, snr_db_max=math.inf, clean_fraction=1.0, random_phase=False,
+                   max_freq_offset=0.0, timing_offset=False, multipath_probability=0.0)
+
+    @property
+    def active(self) -> bool:
+        return self != Impairments.none()
+
+
+def fractional_delay(x: np.ndarray, delay: float, taps: int = 17) -> np.ndarray:
+    """``x`` delayed by ``delay`` (0..1) samples: a Hann-windowed sinc FIR, same length, zero edges."""
+    n = np.arange(taps) - (taps - 1) / 2
+    h = np.sinc(n - delay) * np.hanning(taps + 2)[1:-1]
+    h /= h.sum()
+    return np.convolve(x, h, mode="same")
+
+
+def frequency_shift(x: np.ndarray, offset: float, phase: float = 0.0) -> np.ndarray:
+    """``x * exp(j (2 pi offset n + phase))``; ``offset`` in cycles per sample (fraction of fs)."""
+    n = np.arange(x.shape[-1])
+    return x * np.exp(1j * (2 * np.pi * offset * n + phase))
+
+
+def impair_frame(x: np.ndarray, rng: np.random.Generator, imp: Impairments) -> tuple[np.ndarray, float]:
+    """One frame through the receiver model; returns (complex64 frame with max |x| = 1, SNR in dB or inf).
+
+    Every random draw is made whether or not its impairment is on, so switching one impairment
+    off does not change the others' draws."""
+    y = np.asarray(x, dtype=np.complex128)
+    delay, u_mp, phase, u_f, u_clean, u_snr = rng.random(6)
+    mp_taps = rng.standard_normal((2, max(1, imp.multipath_taps - 1)))
+    noise = rng.standard_normal((2, y.shape[-1]))
+    if imp.timing_offset:
+        y = fractional_delay(y, delay)
+    if u_mp < imp.multipath_probability and imp.multipath_taps > 1:
+        # a dominant direct path and weaker echoes, 1 sample apart, decaying 6 dB per tap
+        echoes = (mp_taps[0] + 1j * mp_taps[1]) * 0.5 ** np.arange(1, imp.multipath_taps) / np.sqrt(2)
+        y = np.convolve(y, np.concatenate([[1.0], echoes]))[: y.shape[-1]]
+    y = frequency_shift(y, (2 * u_f - 1) * imp.max_freq_offset, 2 * np.pi * phase if imp.random_phase else 0.0)
+    snr = math.inf
+    if u_clean >= imp.clean_fraction and math.isfinite(imp.snr_db_min):
+        snr = float(imp.snr_db_min + u_snr * (imp.snr_db_max - imp.snr_db_min))
+        power = np.mean(np.abs(y) ** 2)
+        y = y + np.sqrt(power / 10 ** (snr / 10) / 2) * (noise[0] + 1j * noise[1])
+    peak = np.abs(y).max()
+    return (y / (peak if peak > 0 else 1.0)).astype(np.complex64), snr
+
+
+def impair_rng(split: str, index: int) -> np.random.Generator:
+    """The random stream of example ``index`` of ``split``'s impairments."""
+    if split not in SPLIT_SEEDS:
+        raise KeyError(f"unknown split {split!r}; expected one of {sorted(SPLIT_SEEDS)}")
+    return np.random.default_rng(np.random.SeedSequence([SPLIT_SEEDS[split], int(index), _IMPAIR_STREAM]))
+
+
+def impair(x: np.ndarray, split: str, imp: Impairments, first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``first_index ...`` of ``split`` through :func:`impair_frame`: (frames, SNR dB per frame)."""
+    out = np.empty((len(x), x.shape[-1]), np.complex64)
+    snr = np.empty(len(x))
+    for i, frame in enumerate(x):
+        out[i], snr[i] = impair_frame(frame, impair_rng(split, first_index + i), imp)
+    return out, snr

@@ -23,7 +23,22 @@ import torch  # noqa: E402
 from hqarf.classifier import load_classifier  # noqa: E402
 from hqarf.codec import load_codec, to_iq, from_iq  # noqa: E402
 
-STAGE_LABELS = {"hae": "HAE (no quantiser)", "hqarf_nokl": "HQARF without KL", "hqarf": "HQARF"}
+STAGE_LABELS = {"hae": "HAE (no quantiser)", "hqarf_nokl": "HQARF without KL", "hqarf": "HQARF (chain decoder)",
+                "direct": "HQARF v2 (direct decoders)"}
+# The stage a report's headline is about: the last one trained (the shipped model).
+MAIN_STAGES = ("direct", "hqarf", "hqarf_nokl", "hae")
+
+
+def main_stage(stages: dict) -> str:
+    return next(s for s in MAIN_STAGES if s in stages) if any(s in stages for s in MAIN_STAGES) else next(iter(stages))
+
+
+def load_heldout(directory):
+    """The model directory's held-out classifier, or None for models shipped without one."""
+    from hqarf.weights import manifest_path
+    if not manifest_path(directory, "heldout_classifier").exists():
+        return None
+    return load_classifier(directory, kind="heldout_classifier")
 # The thesis notebook's HQARF accuracies (600 test signals), drawn for reference.
 PAPER_HQARF = {"compression_ratio": [21.3, 42.7, 85.3, 170.7, 341.3], "accuracy": [0.833, 0.825, 0.667, 0.648, 0.52]}
 
@@ -59,20 +74,26 @@ def confusion(pred, y, n):
     return m
 
 
-def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, baselines: bool = True) -> dict:
+def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, baselines: bool = True,
+                    test_name: str = "clean", extra=None) -> dict:
     """Evaluate codecs (stage -> model dir; the classifier is read from the 'hqarf' one)."""
     say = log.note if log is not None else print
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y = test
-    main_dir = stage_dirs.get("hqarf") or next(iter(stage_dirs.values()))
+    main_dir = stage_dirs[main_stage(stage_dirs)]
     clf = load_classifier(main_dir)
+    heldout = load_heldout(main_dir)
     classes = clf.classes
     n_classes = len(classes)
     report: dict = {"classes": classes, "test_frames": int(len(x)), "test_per_class": int(len(x) // n_classes),
-                    "stages": {}, "conventional": {}, "paper_hqarf": PAPER_HQARF}
+                    "stages": {}, "conventional": {}, "paper_hqarf": PAPER_HQARF, "test_set": test_name}
     pred = clf.predict(x)
     report["original_accuracy"] = float((pred == y).mean())
     report["original_per_class"] = per_class_accuracy(pred, y, n_classes)
+    if heldout is not None:
+        ph = heldout.predict(x)
+        report["original_accuracy_heldout"] = float((ph == y).mean())
+        report["original_per_class_heldout"] = per_class_accuracy(ph, y, n_classes)
     say(f"evaluate: classifier on originals {report['original_accuracy']:.4f} ({len(x)} frames)")
     recon_store: dict = {}
     budgets = None
@@ -89,6 +110,10 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
                    "bits_per_frame": codec.bits_per_frame(level),
                    "compression_ratio_cf32": codec.compression_ratio(level, 64),
                    "compression_ratio_ci16": codec.compression_ratio(level, 32)}
+            if heldout is not None:
+                ph = heldout.predict(xhat)
+                row["accuracy_heldout"] = float((ph == y).mean())
+                row["per_class_heldout"] = per_class_accuracy(ph, y, n_classes)
             if stage != "hae":
                 codes = codec.encode(x, level)
                 row["perplexity"], row["dead_codes"] = codebook_use(codes, codec.codebook_size)
@@ -100,7 +125,9 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
             row["seconds"] = round(time.time() - t, 2)
             levels.append(row)
             recon_store[(stage, level)] = xhat
-            say(f"evaluate: {stage} L{level}: accuracy {row['accuracy']:.4f}, SNR {row['snr_db']:.2f} dB")
+            say(f"evaluate: {stage} L{level}: accuracy {row['accuracy']:.4f}"
+                + (f" (held-out classifier {row['accuracy_heldout']:.4f})" if heldout is not None else "")
+                + f", SNR {row['snr_db']:.2f} dB")
         report["stages"][stage] = levels
 
     if baselines and budgets:
@@ -136,8 +163,13 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
 
 
 def headline(report: dict) -> dict:
-    main = report["stages"].get("hqarf") or next(iter(report["stages"].values()))
-    return {"original_accuracy": report["original_accuracy"],
+    main = report["stages"][main_stage(report["stages"])]
+    out = {"original_accuracy": report["original_accuracy"], "stage": main_stage(report["stages"]),
+           "test_set": report.get("test_set", "clean")}
+    if "original_accuracy_heldout" in report:
+        out["original_accuracy_heldout"] = report["original_accuracy_heldout"]
+        out["accuracy_per_level_heldout"] = [r["accuracy_heldout"] for r in main]
+    return {**out,
             "accuracy_per_level": [r["accuracy"] for r in main],
             "snr_db_per_level": [round(r["snr_db"], 2) for r in main],
             "test_frames": report["test_frames"]}
@@ -145,7 +177,7 @@ def headline(report: dict) -> dict:
 
 def summary_table(report: dict) -> str:
     stages = report["stages"]
-    main = stages.get("hqarf") or next(iter(stages.values()))
+    main = stages[main_stage(stages)]
     conv = report.get("conventional", {})
     head = ["level", "bits/frame", "bytes/frame (16-frame msg)", "CR vs cf32", "CR vs ci16"]
     head += [f"acc. {STAGE_LABELS[s]}" for s in stages] + ["SNR HQARF (dB)"]
@@ -185,6 +217,14 @@ def summary_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def previous_model() -> dict | None:
+    """The previous shipped model's accuracy per level (docs/results/previous_model.json), drawn for reference."""
+    try:
+        return json.loads((REPO / "docs" / "results" / "previous_model.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def plots(report, x, y, recon, classes, out_dir: Path):
     import matplotlib
     matplotlib.use("Agg")
@@ -199,9 +239,16 @@ def plots(report, x, y, recon, classes, out_dir: Path):
         ax.plot([r["compression_ratio_cf32"] for r in rows], [r["accuracy"] for r in rows], "s--", alpha=0.7,
                 label=f"{name} (matched bits)")
     ax.plot(PAPER_HQARF["compression_ratio"], PAPER_HQARF["accuracy"], "k^:", label="published HQARF")
+    previous = previous_model()
+    if previous is not None and report.get("test_set", "clean") == "clean":
+        ax.plot(previous["compression_ratio"], previous["accuracy"], "v:", color="tab:brown",
+                label=f"previous shipped model ({previous['fingerprint']})")
+    levels_cr = [r["compression_ratio_cf32"] for r in next(iter(report["stages"].values()))]
     ax.axhline(report["original_accuracy"], color="grey", lw=0.8, ls=":", label="originals")
     ax.axhline(1 / len(classes), color="grey", lw=0.8, ls="-.", label="chance")
     ax.set_xscale("log")
+    ax.set_xticks(levels_cr, [f"{c:.0f}" for c in levels_cr])
+    ax.minorticks_off()
     ax.set_xlabel("compression ratio vs complex float32 (bits)")
     ax.set_ylabel("ModRec accuracy")
     ax.set_ylim(0, 1.02)
@@ -211,7 +258,7 @@ def plots(report, x, y, recon, classes, out_dir: Path):
     fig.savefig(out_dir / "accuracy_vs_cr.png", dpi=120)
     plt.close(fig)
 
-    stage = "hqarf" if ("hqarf", 0) in recon else next(iter(recon))[0]
+    stage = main_stage({s: None for s, _ in recon})
     levels = sorted(level for s, level in recon if s == stage)
     first = {c: np.flatnonzero(y == c)[:20] for c in range(len(classes))}
 
@@ -237,11 +284,17 @@ def plots(report, x, y, recon, classes, out_dir: Path):
     for c in range(len(classes)):
         i = first[c][0]
         for j, (name, data) in enumerate([("original", x), (f"L{top}", recon[(stage, top)])]):
-            axes[c, j].specgram(data[i], NFFT=64, noverlap=32, Fs=1.0)
+            _, _, _, image = axes[c, j].specgram(data[i], NFFT=64, noverlap=32, Fs=1.0, vmin=-60, vmax=0)
             axes[c, j].set_title(f"{classes[c]} {name}", fontsize=8)
+            axes[c, j].set_xlabel("time (samples)", fontsize=7)
+            axes[c, j].set_ylabel("frequency (cycles/sample)", fontsize=7)
+            fig.colorbar(image, ax=axes[c, j], label="power (dB)", pad=0.01)
             axes[c, 2 + j].plot(data[i][:100].real, lw=0.9, label="I")
             axes[c, 2 + j].plot(data[i][:100].imag, lw=0.9, label="Q")
             axes[c, 2 + j].set_title(f"{classes[c]} {name}: first 100 samples", fontsize=8)
+            axes[c, 2 + j].set_xlabel("sample", fontsize=7)
+            axes[c, 2 + j].set_ylabel("amplitude (max |x| = 1)", fontsize=7)
+            axes[c, 2 + j].legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     fig.savefig(out_dir / "spectrogram_first_samples.png", dpi=90)
     plt.close(fig)
@@ -265,9 +318,29 @@ def plots(report, x, y, recon, classes, out_dir: Path):
     plt.close(fig)
 
 
-def evaluate_run(run_dir: Path, test, train, log=None, out_dir: Path | None = None) -> dict:
+def evaluate_run(run_dir: Path, data: dict, log=None, out_dir: Path | None = None) -> dict:
+    """The report of a training run: every stage on the clean test split (RUN_DIR/evaluation), and, when
+    the run trained on impaired data, the same on the impaired test split (evaluation/impaired)."""
+    out_dir = out_dir or run_dir / "evaluation"
     stage_dirs = {s: run_dir / "stages" / s for s in STAGE_LABELS if (run_dir / "stages" / s / "codec.json").exists()}
-    return evaluate_models(stage_dirs, test, train, out_dir or run_dir / "evaluation", log=log)
+    report = evaluate_models(stage_dirs, data.get("test_clean", data["test"]), data["train"], out_dir, log=log)
+    if "test_clean" in data:
+        # the shipped stage and the chain it replaces (the other stages only on the clean split, for time)
+        compared = {s: d for s, d in stage_dirs.items() if s in ("hqarf", "direct")} or stage_dirs
+        impaired = evaluate_models(compared, data["test"], data["train"], out_dir / "impaired", log=log,
+                                   baselines=False, test_name="impaired")
+        report["impaired_headline"] = impaired["headline"]
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def trained_impairments(model_dir) -> dict | None:
+    """The receiver impairments a model was trained with (its manifest's provenance), or None."""
+    try:
+        manifest = json.loads((Path(model_dir) / "codec.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return ((manifest.get("provenance") or {}).get("data") or {}).get("impairments")
 
 
 def main(argv=None) -> int:
@@ -279,11 +352,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/evaluation or ./evaluation)")
     p.add_argument("--no-baselines", action="store_true", help="skip the conventional codecs")
     args = p.parse_args(argv)
-    from training.data import DataConfig, generate
+    from training.data import DataConfig, Impairments, generate, impair
     test = generate("test", args.per_class, DataConfig())
     train = generate("train", max(1, min(1000, args.per_class)), DataConfig())
     if args.run_dir:
-        evaluate_run(args.run_dir, test, train, out_dir=args.out)
+        data = {"test": test, "train": train}
+        spec = trained_impairments(args.run_dir / "model")
+        if spec is not None:  # the run trained on impaired frames: report both test sets, as train.py does
+            imp = Impairments(**spec)
+            data = {"test_clean": test, "test": (impair(test[0], "test", imp)[0], test[1]),
+                    "train": (impair(train[0], "train", imp)[0], train[1])}
+        evaluate_run(args.run_dir, data, out_dir=args.out)
     else:
         evaluate_models({"hqarf": args.model}, test, train, args.out or Path("evaluation"),
                         baselines=not args.no_baselines)

@@ -16,7 +16,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from training.common import Dist, RunLog, learning_rate, temperature
-from hqarf.classifier import ModRecNet
 from hqarf.codec import to_iq
 from hqarf.model import HQARF
 
@@ -48,6 +47,15 @@ def augment(iq: torch.Tensor, gen: torch.Generator, snr_db=(10.0, 40.0)) -> torc
     return torch.where(keep[:, None, None], iq, iq + noise)
 
 
+def augment_view(iq: torch.Tensor, gen: torch.Generator, cfg: dict) -> torch.Tensor:
+    """The classifier's training view of a batch: AWGN on half of it, then (with the preset's
+    ``classifier_rotate``) a fresh random carrier phase and frequency offset per frame, so the
+    classifier meets every phase of every frame, not one per frame of the data set."""
+    iq = augment(iq, gen, cfg.get("classifier_augment_db", (10.0, 40.0)))
+    max_offset = cfg.get("classifier_rotate")
+    return iq if max_offset is None else random_rotation([iq], gen, max_offset)[0]
+
+
 def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = 512) -> float:
     net.eval()
     correct = 0
@@ -57,7 +65,7 @@ def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = 
     return correct / max(1, len(x))
 
 
-def train_classifier(net: ModRecNet, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int):
+def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int):
     x, y = data["train"]
     xv, yv = data["val"]
     net.to(ctx.device)
@@ -75,7 +83,7 @@ def train_classifier(net: ModRecNet, data: dict, cfg: dict, ctx: Dist, log: RunL
         bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx)), desc=f"classifier epoch {epoch + 1}/{epochs}",
                    disable=not ctx.main, leave=False)
         for idx in bar:
-            iq = augment(to_iq(x[idx], ctx.device), gen, cfg.get("classifier_augment_db", (10.0, 40.0)))
+            iq = augment_view(to_iq(x[idx], ctx.device), gen, cfg)
             loss = F.cross_entropy(wrapped(iq), y_t[idx].to(ctx.device), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -302,3 +310,164 @@ def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv:
         pred = torch.cat([classifier(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)])
         out["val_accuracy"] = float((pred.cpu().numpy() == yv).mean())
     return out
+
+
+# -- codec v2: a direct decoder per level, trained end to end on I/Q ----------------------------
+def stft_log_magnitude_loss(xhat: torch.Tensor, x: torch.Tensor, sizes=(16, 64, 256)) -> torch.Tensor:
+    """Multi-resolution STFT loss on complex I/Q (B, 2, L): mean |log|X^| - log|X|| plus the spectral
+    convergence, averaged over the window sizes (as in Parallel WaveGAN / DAC, two-sided spectra)."""
+    zc = torch.complex(xhat[:, 0], xhat[:, 1])
+    xc = torch.complex(x[:, 0], x[:, 1])
+    total = xhat.new_zeros(())
+    for n in sizes:
+        window = torch.hann_window(n, device=x.device)
+        kw = dict(n_fft=n, hop_length=n // 4, window=window, return_complex=True, onesided=False, center=False)
+        s_hat, s = torch.stft(zc, **kw).abs(), torch.stft(xc, **kw).abs()
+        total = total + (s_hat - s).norm() / s.norm().clamp_min(1e-8) \
+            + (torch.log(s_hat + 1e-4) - torch.log(s + 1e-4)).abs().mean()
+    return total / len(sizes)
+
+
+def signal_statistics(iq: torch.Tensor) -> torch.Tensor:
+    """Per-frame statistics a modulation is recognised by, at unit RMS (B, 2, L) -> (B, 5):
+    |C40|, C42, C63-like 6th-order moment, envelope spread (std of |x|) and the spread of the
+    phase difference between neighbouring samples. Differentiable; see training/signal_properties.py
+    for the report's versions."""
+    z = torch.complex(iq[:, 0], iq[:, 1])
+    z = z - z.mean(-1, keepdim=True)
+    # a floor on the power: a near-silent reconstruction must not blow the normalised moments up
+    p = z.abs().pow(2).mean(-1, keepdim=True).clamp_min(1e-3)
+    z = z / p.sqrt()
+    a = z.abs()
+    m20 = (z * z).mean(-1)
+    m40 = z.pow(4).mean(-1)
+    m42 = a.pow(4).mean(-1)
+    c40 = m40 - 3 * m20 * m20
+    c42 = m42 - m20.abs().pow(2) - 2
+    m63 = a.pow(6).mean(-1)
+    dphi = torch.angle(z[:, 1:] * z[:, :-1].conj())
+    return torch.stack([c40.abs(), c42, m63 / 10, a.std(-1), dphi.std(-1)], -1)
+
+
+def random_rotation(iq_pair: list[torch.Tensor], gen: torch.Generator, max_offset: float = 0.01) -> list[torch.Tensor]:
+    """The same random carrier phase and frequency offset applied to every tensor of the list, frame by
+    frame: the classifier terms then compare original and reconstruction under a random view."""
+    b, _, n = iq_pair[0].shape
+    phase = torch.rand(b, 1, generator=gen) * 2 * math.pi
+    offset = (torch.rand(b, 1, generator=gen) * 2 - 1) * max_offset
+    angle = (phase + 2 * math.pi * offset * torch.arange(n)).to(iq_pair[0].device)
+    c, s = torch.cos(angle), torch.sin(angle)
+    return [torch.stack([t[:, 0] * c - t[:, 1] * s, t[:, 0] * s + t[:, 1] * c], 1) for t in iq_pair]
+
+
+class DirectObjective(nn.Module):
+    """Loss of a direct decoder G_i (codec v2): the level's codes are fixed (frozen encoders and
+    codebook); G_i maps their codewords to I/Q and is judged on the frame itself:
+        IQ MSE + cos  (the samples)       + stft * multi-resolution log-spectrum (the band)
+        + stats * per-frame statistics    + feature * the classifier's features (multi-layer) and
+        + kl * its output distribution, both under a shared random phase / frequency-offset view."""
+
+    def __init__(self, model: HQARF, level: int, coefs: dict, classifier: nn.Module | None):
+        super().__init__()
+        self.model, self.level, self.coefs, self.classifier = model, level, coefs, classifier
+
+    def forward(self, x: torch.Tensor, gen: torch.Generator):
+        c = self.coefs
+        with torch.no_grad():
+            z_q = self.model.levels[self.level].quantizer.lookup(self.model.encode(x, self.level))
+        xhat = self.model.direct[str(self.level)](z_q, self.model.levels)
+        dims = x.numel()
+        mse = (xhat - x).pow(2).sum() / dims
+        cos = (1 - F.cosine_similarity(xhat, x, dim=1, eps=1e-6)).sum() / dims
+        loss = mse + c.get("cos", 0.7) * cos
+        parts = {"mse": mse.item(), "cos": cos.item()}
+        if c.get("stft", 0) > 0:
+            spec = stft_log_magnitude_loss(xhat, x)
+            loss, parts["stft"] = loss + c["stft"] * spec, spec.item()
+        if c.get("stats", 0) > 0:
+            # Huber: bounded gradients where a moment of a poor reconstruction is far off
+            stats = F.smooth_l1_loss(signal_statistics(xhat), signal_statistics(x), reduction="sum") / len(x)
+            loss, parts["stats"] = loss + c["stats"] * stats, stats.item()
+        if self.classifier is not None and (c.get("feature", 0) > 0 or c.get("kl", 0) > 0):
+            # on the first `task_frames` frames only: the classifier's passes cost as much as G_i's
+            n = min(len(x), int(c.get("task_frames") or len(x)))
+            view_hat, view = random_rotation([xhat[:n], x[:n]], gen)
+            with torch.no_grad():
+                target = self.classifier.feature_maps(view)
+            maps = self.classifier.feature_maps(view_hat)
+            feat = sum((a - b).pow(2).mean() / b.pow(2).mean().clamp_min(1e-6)
+                       for a, b in zip(maps[:-1], target[:-1])) / (len(maps) - 1)
+            kl = F.kl_div(torch.log_softmax(maps[-1], -1), torch.log_softmax(target[-1], -1), log_target=True,
+                          reduction="batchmean")
+            loss = loss + c.get("feature", 0) * feat + c.get("kl", 0) * kl
+            parts["feature"], parts["kl"] = feat.item(), kl.item()
+        return loss, parts
+
+
+def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int,
+                 classifier: nn.Module | None) -> dict:
+    """Train level `level`'s direct decoder G_i, initialised from the trained chain D_i ... D_0 (every
+    other weight frozen). Keeps the best epoch by validation accuracy of the project classifier (the
+    starting point a candidate); returns that epoch's validation metrics."""
+    x, _ = data["train"]
+    xv, yv = data["val"]
+    g = model.direct[str(level)]
+    model.to(ctx.device)
+    g.init_from_chain(model.levels)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = list(g.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+    model.eval()
+    objective = DirectObjective(model, level, cfg["direct_coefs"], classifier)
+    epochs = cfg.get("epochs_override") or per_level(cfg["direct_epochs"], level)
+    batch = cfg.get("direct_batch", cfg["batch"])
+    per_epoch = max(1, (len(x) // ctx.world) // batch)
+    if cfg.get("direct_steps"):  # an epoch of at most this many steps (a fresh share of the data each epoch)
+        per_epoch = min(per_epoch, int(per_level(cfg["direct_steps"], level)))
+    total = epochs * per_epoch
+    lr = cfg.get("direct_lr", cfg["lr"] / 2)
+    opt = torch.optim.Adam(trainable, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+
+    def validate():
+        out = validate_level(model, level, True, xv, yv, ctx, classifier)
+        g.train()
+        return out
+
+    start = validate()
+    best = (start.get("val_accuracy", -1.0), 0, copy.deepcopy(g.state_dict()), start)
+    log.note(f"direct L{level} start (chain without re-quantisation): val "
+             + ", ".join(f"{k} {v:.4g}" for k, v in start.items()))
+    step = 0
+    for epoch in range(epochs):
+        sums: dict = {}
+        bar = tqdm(list(batches(len(x), batch, seed, epoch, ctx))[:per_epoch],
+                   desc=f"direct level {level} epoch {epoch + 1}/{epochs}", disable=not ctx.main, leave=False)
+        for idx in bar:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, total, lr, lr / 10)
+            loss, parts = objective(to_iq(x[idx], ctx.device), gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            step += 1
+            for k, v in {"loss": loss.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}")
+        train_metrics = {k: ctx.all_reduce_mean(v / per_epoch) for k, v in sums.items()}
+        val = validate()
+        log.metrics(stage="direct", level=level, epoch=epoch + 1, lr=opt.param_groups[0]["lr"],
+                    **{f"train_{k}": v for k, v in train_metrics.items()}, **val)
+        log.note(f"direct L{level} epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in train_metrics.items())
+                 + " | val " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+        if val.get("val_accuracy", 0.0) >= best[0]:
+            best = (val.get("val_accuracy", 0.0), epoch + 1, copy.deepcopy(g.state_dict()), val)
+    g.load_state_dict(best[2])
+    log.note(f"direct L{level}: kept epoch {best[1]} of {epochs} (val accuracy {best[0]:.4f})")
+    for p in trainable:
+        p.requires_grad_(False)
+    model.eval()
+    return {**best[3], "kept_epoch": best[1]}

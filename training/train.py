@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import shlex
@@ -17,21 +18,27 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("torch") is None:  # e.g. `python training/train.py` outside the .venv
+    sys.exit(f"train.py: this Python ({sys.executable}) has no torch; run it in the project's "
+             "environment: ./dev.sh train [ARGS] (or ./dev.sh env python training/train.py [ARGS])")
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402  (sets up import paths)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from hqarf.classifier import Classifier, ClassifierConfig, ModRecNet  # noqa: E402
+from hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from hqarf.codec import Codec  # noqa: E402
 from hqarf.model import HQARF, HQARFConfig, count_parameters, level_costs  # noqa: E402
+from training.data import OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
 
-STAGES = ("hae", "hqarf_nokl", "hqarf")
+STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
 
 # Compact CPU model: the paper's encoders, decoders far narrower than the paper's 16..1024.
 DEFAULT_CODEC = dict(encoder_widths=(16, 32, 64, 64, 128), decoder_widths=(32, 64, 96, 128, 128),
-                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64)
+                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64, direct_levels=(1, 2, 3, 4))
 
 # Scale of the classifier (task) term per stage and level (0: no term): every HAE level, quantised
 # levels 0-2 and level 4 without KL (the default preset's comment says why).
@@ -42,9 +49,15 @@ PRESETS = {
     "smoke": dict(
         data=dict(train=48, val=8, test=16), codec=dict(encoder_widths=(8, 8, 8, 8, 8),
                                                          decoder_widths=(8, 8, 8, 8, 8),
-                                                         residual_blocks=(0, 1, 1, 1, 1), code_dim=16),
+                                                         residual_blocks=(0, 1, 1, 1, 1), code_dim=16,
+                                                         direct_levels=(1, 2, 3, 4)),
         classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
+        heldout_classifier=dict(arch="transformer", dim=16, depth=1, heads=2), heldout_epochs=2,
+        unknown_detector=dict(stem_width=8, widths=(8, 16), blocks=(1, 1)), unknown_epochs=2, out_of_set_per_class=8,
+        impairments={}, classifier_rotate=0.01,
+        direct_epochs=1, direct_steps=4, direct_batch=16,
+        direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=8),
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
         task_scale=TASK_SCALE,
@@ -53,8 +66,20 @@ PRESETS = {
     "default": dict(
         data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
-        classifier_epochs=2, classifier_batch=64, classifier_lr=3e-3,
-        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 4, 4), hqarf=(1, 1, 1, 2, 2)), batch=64, lr=1e-3,
+        classifier_epochs=4, classifier_batch=64, classifier_lr=3e-3,
+        heldout_classifier=dict(arch="transformer"), heldout_epochs=4,
+        # The unknown flag: a small CNN over the six classes plus "none of them" (outlier exposure).
+        unknown_detector=dict(stem_width=16, widths=(16, 32, 48), blocks=(1, 1, 1)), unknown_epochs=3,
+        out_of_set_per_class=300,
+        # Receiver impairments (training/data.py Impairments: SNR 0-30 dB with 20 % clean frames,
+        # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.
+        impairments={}, classifier_rotate=0.01,
+        # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
+        # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
+        # frames of each batch under a shared random phase and offset.
+        direct_epochs=2, direct_steps=100, direct_batch=32,
+        direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=16),
+        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=1), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
         # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code
         # per check, next to the most-used one), 2 epochs without KL and 1 with. Variants of it made
@@ -64,7 +89,8 @@ PRESETS = {
         # quantised stages, through three or four re-quantisations, its gradient is noise: it
         # collapsed the codebook and took level 3 from 0.80 to 0.57), dead codes restarting on
         # encoder outputs of the last batch, 8 per check (no dead codes at level 3, against 13-19 of
-        # 64 with the HQA policy), 4 epochs without KL and 2 with. Level 4 without KL is the exception:
+        # 64 with the HQA policy), 3 epochs without KL and 1 with (4 and 2 before session 5, cut to fit the
+        # direct stage into the time budget). Level 4 without KL is the exception:
         # the term at 0.3x weight (0.03) on 16 frames took its validation accuracy from 0.45-0.54 to
         # 0.59-0.68 (at level 3, and at level 4 with KL, it did not help). Every level keeps its best
         # epoch by validation accuracy, the KL stage's starting point included (keep_best): the KL
@@ -97,10 +123,15 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", type=Path, default=None, help="output directory (default runs/<preset>)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--stage", choices=("all", "classifier", *STAGES, "evaluate"), default="all",
+    p.add_argument("--stage", choices=("all", "classifier", "heldout_classifier", "unknown_detector", *STAGES, "direct",
+                                       "evaluate"),
+                   default="all",
                    help="run only this stage (earlier ones must be in the run directory)")
     p.add_argument("--level", type=int, default=None, help="with --stage: train only this level")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoints")
+    p.add_argument("--stop-after", choices=("classifier", "heldout_classifier", "unknown_detector", *STAGES),
+                   default=None,
+                   help="end the run after this stage (continue it later with --resume)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--task-weight", type=float, default=None,
                    help="weight of the classifier (task) term, scaled per stage and level by the preset's task_scale "
@@ -149,7 +180,6 @@ class Checkpoints:
 def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
     """Every rank holds the whole (small) data set; rank 0 generates and caches it first so the
     other ranks read the cache instead of racing to write it."""
-    from training.data import DataConfig, generate
     data_config = DataConfig()
     data = {}
     for turn in (0, 1):
@@ -159,7 +189,24 @@ def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
                 data[split] = generate(split, n, data_config, cache_dir=args.data_cache, progress=ctx.main)
                 log.note(f"data {split}: {len(data[split][0])} frames ({n} per class) in {time.time() - t:.1f} s")
         ctx.barrier()
+    impairments = preset_impairments(cfg)
+    if impairments is not None:
+        # Every split seen through the receiver model; the clean test split stays for the report.
+        data["test_clean"] = data["test"]
+        data["val_clean"] = data["val"]
+        for split in cfg["data"]:
+            t = time.time()
+            frames, snr = impair(data[split][0], split, impairments)
+            data[split] = (frames, data[split][1])
+            data[f"{split}_snr_db"] = snr
+            log.note(f"data {split}: impaired ({impairments.to_dict()}) in {time.time() - t:.1f} s")
     return data, data_config
+
+
+def preset_impairments(cfg: dict) -> Impairments | None:
+    """The preset's receiver impairments (None: clean frames, as the papers trained)."""
+    spec = cfg.get("impairments")
+    return None if spec is None else Impairments(**spec)
 
 
 def load_coreset(path: Path, train_per_class: int, n_train: int):
@@ -179,11 +226,127 @@ def load_coreset(path: Path, train_per_class: int, n_train: int):
     return idx, info
 
 
+def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
+                           n_classes: int) -> ModRecNet:
+    """The unknown detector: a small CNN over the known classes plus "none of them", trained on the
+    training split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN),
+    both through the same receiver model."""
+    net = ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"]))
+    if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
+        t = time.time()
+        per_class = cfg["out_of_set_per_class"]
+        xo, _ = generate("train", per_class, DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
+                         progress=ctx.main)
+        xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
+                         progress=ctx.main)
+        imp = preset_impairments(cfg)
+        if imp is not None:
+            xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
+        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}) "
+                 f"in {time.time() - t:.1f} s")
+        x, y = data["train"]
+        mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
+                 "val": (np.concatenate([data["val"][0], xv]),
+                         np.concatenate([data["val"][1], np.full(len(xv), n_classes)]))}
+        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"]}, mixed, args,
+                         ckpt, ctx, log, want, seed=args.seed + 104729)
+    else:
+        classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
+    return net
+
+
+def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None) -> Classifier:
+    """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
+    features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
+    threshold at 1 % of the clean validation frames."""
+    x, y = data["train"]
+    snr = data.get("train_snr_db")
+    keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
+    calibration = data.get("val_clean", data["val"])[0]
+    threshold = project.fit_out_of_set(x[keep], y[keep], calibration, false_flag_rate=0.01)
+    log.note(f"unknown flag (Mahalanobis): fitted on {int(keep.sum())} training frames, threshold {threshold:.3f} "
+             f"(1 % of {len(calibration)} clean validation frames above it)")
+    if detector is not None:
+        wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
+        scores = wrapped.predict_proba(calibration)[:, -1]
+        threshold = float(np.quantile(scores, 0.99))
+        wrapped.manifest["unknown_detector"] = {
+            "threshold": threshold, "false_flag_rate": 0.01, "calibration_frames": int(len(calibration)),
+            "score": "probability of the last output (none of the known classes)",
+            "out_of_set_training_classes": list(OUT_OF_SET_TRAIN)}
+        project.detector = wrapped
+        log.note(f"unknown flag (detector): threshold {threshold:.4f} (1 % of the clean validation frames above it)")
+    return project
+
+
+def stop_after(stage: str, ckpt: "Checkpoints", log: RunLog) -> int:
+    ckpt.dir.mkdir(parents=True, exist_ok=True)
+    ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # keeps this invocation's record
+    log.note(f"stopped after the {stage} stage as asked (--stop-after): continue with --resume")
+    return 0
+
+
+def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
+                     seed: int):
+    """Train (or load from the run's checkpoint) one ModRec classifier on original frames; leaves it
+    frozen in eval mode."""
+    if ckpt.done(name) and (args.resume or not want(name)):
+        ckpt.load(name, net)
+        log.note(f"{name}: loaded from checkpoint")
+    elif want("classifier") or want(name):
+        from training.stages import accuracy, train_classifier
+        t = time.time()
+        log.note(f"{name}: {count_parameters(net)} parameters ({net.config.arch})")
+        train_data = data
+        if args.coreset is not None:
+            idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
+            train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
+            log.note(f"{name}: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
+        train_classifier(net, train_data, cfg, ctx, log, seed)
+        acc = accuracy(net, *data["val"], ctx.device)
+        if ctx.main:
+            ckpt.save(name, None, net, time.time() - t, {"val_accuracy": acc})
+    elif args.stage != "evaluate":
+        raise SystemExit(f"the {name} stage has not run in this run directory yet")
+    net.to(ctx.device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+
+def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: "Checkpoints",
+                 ctx: Dist, log: RunLog, want, classifier) -> HQARF:
+    """The trained chain model plus a direct decoder G_i per level of ``codec_config.direct_levels``."""
+    from training.stages import train_direct
+    model = HQARF(codec_config)
+    model.load_state_dict(chain.state_dict(), strict=False)  # every weight but the direct decoders
+    for level in codec_config.direct_levels:
+        model.direct[str(level)].init_from_chain(model.levels)
+    ckpt.load("direct", model)
+    for level in codec_config.direct_levels:
+        if ckpt.done("direct", level) or not want("direct") or (args.level is not None and level != args.level):
+            continue
+        t = time.time()
+        val = train_direct(model, level, data, cfg, ctx, log, seed=args.seed * 1000 + 500 + level,
+                           classifier=classifier)
+        if ctx.main:
+            ckpt.save("direct", level, model, time.time() - t, val)
+        ctx.barrier()
+    return model
+
+
 def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manifest_extra: dict, classes,
-                name="model") -> Path:
+                name="model", heldout=None) -> Path:
     out = run_dir / name
     Codec(codec_model).save(out, classes=list(classes), **manifest_extra)
-    Classifier(classifier, {"classes": list(classes)}).save(out, **manifest_extra)
+    if not isinstance(classifier, Classifier):
+        classifier = Classifier(classifier, {"classes": list(classes)})
+    classifier.save(out, **manifest_extra)
+    if getattr(classifier, "detector", None) is not None:
+        classifier.detector.save(out, **manifest_extra)
+    if heldout is not None:
+        Classifier(heldout, {"classes": list(classes)}, kind="heldout_classifier").save(
+            out, role="held-out evaluation classifier: trained on originals only, never used in codec training "
+                      "or model selection", **manifest_extra)
     return out
 
 
@@ -204,6 +367,9 @@ def main(argv=None) -> int:
     started = time.time()
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+    # Every invocation that worked on this run directory (a resumed run has several), for provenance.
+    ckpt.progress.setdefault("invocations", []).append({"command": command, "commit": commit,
+                                                         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     log.note(f"{command} | preset {args.preset} | world {ctx.world} | device {ctx.device} | "
              f"threads {torch.get_num_threads()} | commit {commit}")
     log.note("choices: Adam (lr flat for 2/3 then cosine to lr/10), gradient clipping at 1.0, linear Gumbel "
@@ -214,34 +380,29 @@ def main(argv=None) -> int:
     classes = data_config.classes
     want = lambda stage: args.stage in ("all", stage)  # noqa: E731
 
-    # 1. ModRec classifier, on original frames only.
+    # 1. ModRec classifiers, on original frames only: the project classifier (its features guide the
+    #    codec) and the held-out one (another architecture, for evaluation only).
     classifier = ModRecNet(ClassifierConfig(num_classes=len(classes), **cfg["classifier"]))
-    if ckpt.done("classifier") and (args.resume or not want("classifier")):
-        ckpt.load("classifier", classifier)
-        log.note("classifier: loaded from checkpoint")
-    elif want("classifier"):
-        from training.stages import accuracy, train_classifier
-        t = time.time()
-        log.note(f"classifier: {count_parameters(classifier)} parameters")
-        train_data = data
-        if args.coreset is not None:
-            idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
-            train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
-            log.note(f"classifier: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
-        train_classifier(classifier, train_data, cfg, ctx, log, args.seed)
-        acc = accuracy(classifier, *data["val"], ctx.device)
-        if ctx.main:
-            ckpt.save("classifier", None, classifier, time.time() - t, {"val_accuracy": acc})
-    elif args.stage != "evaluate":
-        raise SystemExit("the classifier stage has not run in this run directory yet")
-    classifier.to(ctx.device).eval()
-    for p in classifier.parameters():
-        p.requires_grad_(False)
+    classifier_stage(classifier, "classifier", cfg, data, args, ckpt, ctx, log, want, seed=args.seed)
+    heldout = None
+    if cfg.get("heldout_classifier") is not None:
+        heldout = build_network(ClassifierConfig(num_classes=len(classes), **cfg["heldout_classifier"]))
+        classifier_stage(heldout, "heldout_classifier", {**cfg, "classifier_epochs": cfg["heldout_epochs"]}, data,
+                         args, ckpt, ctx, log, want, seed=args.seed + 7919)
 
-    # 2-4. HAE, HQARF without KL, HQARF: level by level, lower levels frozen.
+    detector = None
+    if cfg.get("unknown_detector") is not None:
+        detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes))
+
+    if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
+        return stop_after(args.stop_after, ckpt, log)
+
+    # 2-4. HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the
+    #      chain (the direct decoders are not there yet).
     from training.stages import train_level
     codec_config = HQARFConfig(**cfg["codec"])
-    model = HQARF(codec_config)
+    chain_config = dataclasses.replace(codec_config, direct_levels=())
+    model = HQARF(chain_config)
     models = {}
     previous = None
     for stage in STAGES:
@@ -262,30 +423,46 @@ def main(argv=None) -> int:
             ctx.barrier()
         models[stage] = model
         previous = stage
+        if args.stop_after == stage:
+            return stop_after(stage, ckpt, log)
 
-    complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels))
+    # 5. Codec v2: a direct decoder per level in direct_levels, trained end to end on I/Q.
+    stages_run = list(STAGES)
+    if codec_config.direct_levels:
+        models["direct"] = direct_stage(models["hqarf"], codec_config, cfg, data, args, ckpt, ctx, log, want,
+                                        classifier)
+        stages_run.append("direct")
+    shipped = stages_run[-1]
+    complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
+        ckpt.done("direct", level) for level in codec_config.direct_levels)
     provenance = {
         "command": command, "commit": commit, "preset": args.preset, "seed": args.seed,
         "device": str(ctx.device), "world_size": ctx.world, "torch": torch.__version__,
         "data": {**data_config.to_dict(), "key": data_config.key(), "per_class": cfg["data"],
+                 "impairments": cfg.get("impairments") if cfg.get("impairments") is None
+                 else preset_impairments(cfg).to_dict(),
                  "split_seeds": __import__("training.data", fromlist=["SPLIT_SEEDS"]).SPLIT_SEEDS},
         "training": {k: v for k, v in cfg.items() if k not in ("data", "codec", "classifier")},
         "durations_s": ckpt.progress["durations_s"],
         "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1),
         "stage_metrics": ckpt.progress["metrics"],
+        "invocations": ckpt.progress.get("invocations", []),
     }
     if ctx.main and complete:
-        for stage in STAGES:
-            out = write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
-                              classes, name=f"stages/{stage}")
-        model_dir = write_model(run_dir, models["hqarf"], classifier, {"provenance": provenance}, classes)
+        project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector)
+        classifier = project
+        for stage in stages_run:
+            write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
+                        classes, name=f"stages/{stage}", heldout=heldout)
+        model_dir = write_model(run_dir, models[shipped], classifier, {"provenance": provenance}, classes,
+                                heldout=heldout)
         costs = level_costs(codec_config)
         (model_dir / "costs.json").write_text(json.dumps(costs, indent=1))
         log.note(f"model written to {model_dir} ({sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB)")
-        if not args.no_evaluate and args.stage in ("all", "evaluate", "hqarf"):
+        if not args.no_evaluate and args.stage in ("all", "evaluate", shipped):
             from training.evaluate import evaluate_run
             t = time.time()
-            report = evaluate_run(run_dir, data["test"], data["train"], log=log)
+            report = evaluate_run(run_dir, data, log=log)
             ckpt.progress["durations_s"]["evaluate"] = round(time.time() - t, 1)
             finalize_provenance(run_dir, model_dir, provenance, ckpt, report, time.time() - started)
     elif ctx.main and not complete:
@@ -312,6 +489,8 @@ def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: 
              f"- preset: {provenance['preset']}, seed {provenance['seed']}, device {provenance['device']}, "
              f"torch {provenance['torch']}",
              f"- data: torchsig 6Mod, key {provenance['data']['key']}, per class {provenance['data']['per_class']}",
+             *[f"- invocation {i + 1}: `{inv['command']}` at {inv['commit']} ({inv['started']})"
+               for i, inv in enumerate(provenance.get("invocations", []))],
              f"- training time: {provenance['total_duration_s'] / 60:.1f} min of stages "
              f"(wall {wall / 60:.1f} min including data and evaluation)", "",
              "## Durations (s)", "", *[f"- {k}: {v}" for k, v in provenance["durations_s"].items()], "",

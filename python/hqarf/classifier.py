@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The ModRec classifier: a small 1-D residual CNN in plain PyTorch over complex IQ frames.
+"""The ModRec classifiers in plain PyTorch over complex IQ frames: the project's 1-D residual CNN
+(``arch="cnn"``) and a small transformer over IQ patches (``arch="transformer"``).
 
-Trained on original (uncompressed) frames only; used to judge what reconstructions keep.
+Both are trained on original (uncompressed) frames only. The CNN is the project classifier (the codec's
+training sees its features); the transformer is the held-out evaluation classifier, shipped as
+``heldout_classifier.*`` and never used in codec training or model selection.
 """
 from __future__ import annotations
 
@@ -14,7 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import weights as weights_io
-from .codec import CHUNK, as_frames, to_iq
+from .codec import CHUNK, as_frames, iq_array, to_iq
+from .runtime import DEFAULT_RUNTIME, Runtime
+
+
+ARCHITECTURES = ("cnn", "transformer")
 
 
 @dataclass(frozen=True)
@@ -25,12 +32,22 @@ class ClassifierConfig:
     widths: tuple = (32, 64, 96, 128)
     blocks: tuple = (1, 1, 1, 1)
     dropout: float = 0.1
+    arch: str = "cnn"
+    # transformer only: samples per patch (token), model width, layers, attention heads
+    patch: int = 16
+    dim: int = 64
+    depth: int = 3
+    heads: int = 4
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
         if len(self.widths) != len(self.blocks):
             raise ValueError("widths and blocks need one entry per stage")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.arch == "transformer" and (self.frame_len % self.patch or self.dim % self.heads):
+            raise ValueError("transformer: frame_len must be a multiple of patch and dim of heads")
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -90,30 +107,104 @@ class ModRecNet(nn.Module):
         pooled = torch.cat([h.mean(-1), h.amax(-1)], 1)
         return self.head(self.dropout(pooled))
 
+    def pooled(self, iq: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head reads (B, 2 * width): where the out-of-set score is measured."""
+        h = self.stages(self.stem(features(iq)))
+        return torch.cat([h.mean(-1), h.amax(-1)], 1)
+
+    def feature_maps(self, iq: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after the stem and after every block, then the pooled features and the
+        logits: what a perceptual (feature-matching) loss compares."""
+        h = self.stem(features(iq))
+        maps = [h]
+        for block in self.stages:
+            h = block(h)
+            maps.append(h)
+        pooled = torch.cat([h.mean(-1), h.amax(-1)], 1)
+        return maps + [pooled, self.head(self.dropout(pooled))]
+
+
+class PatchTransformerNet(nn.Module):
+    """A small transformer over non-overlapping patches of I, Q and amplitude at unit RMS.
+
+    Chosen to differ from the CNN in everything a codec could overfit to: no convolution stack, no
+    phase-difference channel, global attention instead of local receptive fields."""
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        tokens = config.frame_len // config.patch
+        self.embed = nn.Conv1d(3, config.dim, config.patch, stride=config.patch)
+        self.position = nn.Parameter(torch.zeros(1, tokens, config.dim))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(config.dim, config.heads, 2 * config.dim, config.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.dim)
+        self.head = nn.Linear(config.dim, config.num_classes)
+
+    def pooled(self, iq: torch.Tensor) -> torch.Tensor:
+        rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+        iq = iq / rms
+        x = torch.cat([iq, iq.pow(2).sum(1, keepdim=True).sqrt()], 1)
+        h = self.embed(x).transpose(1, 2) + self.position
+        return self.norm(self.encoder(h)).mean(1)
+
+    def forward(self, iq: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(iq))
+
+
+def build_network(config: ClassifierConfig) -> nn.Module:
+    """The network a config describes (old manifests without ``arch`` are CNNs)."""
+    return ModRecNet(config) if config.arch == "cnn" else PatchTransformerNet(config)
+
+
+OUT_OF_SET_PREFIX = "out_of_set."
+
 
 class Classifier:
-    """A loaded ModRec classifier: predict(x) / predict_proba(x) on complex64 (N, frame_len)."""
+    """A loaded ModRec classifier: predict(x) / predict_proba(x) on complex64 (N, frame_len), and, where
+    the model carries out-of-set statistics, classify(x) with a per-frame "unknown" flag.
 
-    def __init__(self, net: ModRecNet, manifest: dict | None = None, device: str = "cpu"):
+    The out-of-set score is the Mahalanobis distance of a frame's pooled features to the nearest class
+    mean (class means and one shared covariance of the training frames), divided by the feature count;
+    its threshold is set on clean validation frames (manifest "out_of_set")."""
+
+    def __init__(self, net: nn.Module, manifest: dict | None = None, device: str = "cpu", kind: str = "classifier",
+                 out_of_set: dict | None = None, runtime: str = DEFAULT_RUNTIME, num_threads: int = 0,
+                 chunk: int = CHUNK, weights_dir=None):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        self.chunk = int(chunk)
         self.config = net.config
         self.manifest = dict(manifest or {})
+        self.kind = kind
+        # {"mean": (C, F), "precision": (F, F)} tensors, or None
+        self.out_of_set = {k: v.to(self.device) for k, v in out_of_set.items()} if out_of_set else None
+        # The unknown detector (a Classifier over the classes plus "none of them"), or None.
+        self.detector: Classifier | None = None
         self.classes = list(self.manifest.get("classes", [str(i) for i in range(self.config.num_classes)]))
         if len(self.classes) != self.config.num_classes:
             raise ValueError(f"{len(self.classes)} class names for {self.config.num_classes} outputs")
+        fp = self.manifest.get("fingerprint") or weights_io.fingerprint(net.state_dict())
+        if runtime == "onnx":
+            # features() uses complex tensors, which torch.onnx cannot export (aten::complex): the
+            # classifier runs frozen TorchScript instead (identical logits).
+            runtime = "torchscript"
+        self.runtime = Runtime(self.net, runtime, num_threads, self.device, "clf" + fp, weights_dir,
+                               lambda kind, level: torch.zeros(2, 2, self.frame_len))
 
     @property
     def frame_len(self) -> int:
         return self.config.frame_len
 
-    @torch.inference_mode()
     def logits(self, x) -> np.ndarray:
         frames = as_frames(x, self.frame_len)
-        out = []
-        for i in range(0, len(frames), CHUNK):
-            out.append(self.net(to_iq(frames[i:i + CHUNK], self.device)).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.config.num_classes), np.float32)
+        out = [self.runtime.call("net", None, iq_array(frames[i:i + self.chunk])).astype(np.float32)
+               for i in range(0, len(frames), self.chunk)]
+        return np.concatenate(out) if out else np.zeros((0, self.config.num_classes), np.float32)
 
     def predict_proba(self, x) -> np.ndarray:
         """(N, classes) float32 probabilities."""
@@ -124,25 +215,119 @@ class Classifier:
         """(N,) int64 class indices (names: self.classes)."""
         return self.logits(x).argmax(-1).astype(np.int64)
 
+    # -- signals outside the known classes ------------------------------------------------------
+    @torch.inference_mode()
+    def embeddings(self, x) -> np.ndarray:
+        frames = as_frames(x, self.frame_len)
+        out = [self.net.pooled(to_iq(frames[i:i + CHUNK], self.device)).float().cpu()
+               for i in range(0, len(frames), CHUNK)]
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+    @property
+    def unknown_threshold(self) -> float | None:
+        """The model's default threshold on its unknown score (None: the model cannot flag unknowns).
+        With an unknown detector beside the classifier, the detector's threshold."""
+        if self.detector is not None:
+            return self.detector.detector_threshold
+        info = self.manifest.get("out_of_set")
+        return float(info["threshold"]) if self.out_of_set is not None and isinstance(info, dict) else None
+
+    @property
+    def detector_threshold(self) -> float | None:
+        info = self.manifest.get("unknown_detector")
+        return float(info["threshold"]) if isinstance(info, dict) else None
+
+    def unknown_score(self, x) -> np.ndarray:
+        """(N,) per-frame unknown score, higher = less like the known classes: the unknown detector's
+        probability of "none of the classes" where the model has one, else the Mahalanobis score."""
+        if self.detector is not None:
+            return self.detector.predict_proba(x)[:, -1]
+        return self.out_of_set_score(x)
+
+    def fit_out_of_set(self, x, y, x_calibration, false_flag_rate: float = 0.01) -> float:
+        """Fit the class means and shared covariance on (x, y); set the threshold so that
+        `false_flag_rate` of `x_calibration` (clean in-set frames) would be flagged. Returns it."""
+        e = torch.from_numpy(self.embeddings(x)).double()
+        y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        means = torch.stack([e[y == c].mean(0) for c in range(self.config.num_classes)])
+        centred = e - means[y]
+        cov = centred.T @ centred / max(1, len(e) - 1)
+        cov = cov + 1e-3 * torch.diagonal(cov).mean() * torch.eye(cov.shape[0], dtype=cov.dtype)  # shrinkage
+        self.out_of_set = {"mean": means.float().to(self.device), "precision": torch.linalg.inv(cov).float().to(self.device)}
+        threshold = float(np.quantile(self.out_of_set_score(x_calibration), 1 - false_flag_rate))
+        self.manifest["out_of_set"] = {"score": "mahalanobis / features", "threshold": threshold,
+                                       "false_flag_rate": false_flag_rate, "fit_frames": int(len(e)),
+                                       "calibration_frames": int(len(x_calibration))}
+        return threshold
+
+    def out_of_set_score(self, x) -> np.ndarray:
+        """(N,) float: squared Mahalanobis distance to the nearest class mean per feature (higher = less
+        like any known class)."""
+        if self.out_of_set is None:
+            raise ValueError("this model carries no out-of-set statistics (train it with this version)")
+        e = torch.from_numpy(self.embeddings(x)).to(self.device)
+        mean, precision = self.out_of_set["mean"], self.out_of_set["precision"]
+        d = e[:, None, :] - mean[None]
+        dist = torch.einsum("ncf,fg,ncg->nc", d, precision, d)
+        return (dist.min(-1).values / e.shape[1]).cpu().numpy()
+
+    def classify(self, x, threshold: float | None = None) -> dict:
+        """Per frame: predicted class index, confidence (max softmax), the unknown score and the unknown
+        flag (score above `threshold`, default the model's). A model that cannot flag unknowns gives a
+        NaN score and flags nothing."""
+        logits = torch.from_numpy(self.logits(x))
+        proba = torch.softmax(logits, -1).numpy()
+        out = {"prediction": proba.argmax(-1).astype(np.int64), "confidence": proba.max(-1)}
+        threshold = self.unknown_threshold if threshold is None else float(threshold)
+        if self.unknown_threshold is None:
+            out["score"] = np.full(len(proba), np.nan, np.float32)
+            out["unknown"] = np.zeros(len(proba), bool)
+            return out
+        out["score"] = self.unknown_score(x)
+        out["unknown"] = out["score"] > threshold
+        return out
+
     def save(self, directory, **manifest) -> str:
         body = {"config": self.config.to_dict(), "classes": self.classes,
                 **{k: v for k, v in self.manifest.items()
                    if k not in ("format", "format_version", "weights", "fingerprint", "config", "classes")},
                 **manifest}
-        path = weights_io.save(directory, "classifier", self.net.state_dict(), body)
-        self.manifest = weights_io.load(path, "classifier")[0]
+        state = dict(self.net.state_dict())
+        if self.out_of_set is not None:
+            state.update({OUT_OF_SET_PREFIX + k: v for k, v in self.out_of_set.items()})
+        path = weights_io.save(directory, self.kind, state, body)
+        self.manifest = weights_io.load(path, self.kind)[0]
         return str(path)
 
 
-def load_classifier(path=None, device: str = "cpu") -> Classifier:
-    """Load a classifier from a model directory or manifest; None or "" loads the shipped default."""
-    manifest, state, mpath = weights_io.load(path, "classifier")
+# The kinds of classifier a model directory holds: the project classifier, the held-out evaluation
+# classifier, and the unknown detector (the classes plus a last output "none of them").
+KINDS = ("classifier", "heldout_classifier", "unknown_detector")
+
+
+def load_classifier(path=None, device: str = "cpu", kind: str = "classifier", runtime: str = DEFAULT_RUNTIME,
+                    num_threads: int = 0, chunk: int = CHUNK) -> Classifier:
+    """Load a classifier from a model directory or manifest; None or "" loads the shipped default.
+
+    ``kind="heldout_classifier"`` loads the held-out evaluation classifier of the model directory.
+    runtime / num_threads / chunk as for hqarf.load_codec."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    manifest, state, mpath = weights_io.load(path, kind)
     try:
-        net = ModRecNet(ClassifierConfig.from_dict(manifest.get("config", {})))
+        net = build_network(ClassifierConfig.from_dict(manifest.get("config", {})))
     except (TypeError, ValueError) as exc:
         raise weights_io.WeightsError(f"{mpath}: invalid classifier config ({exc})") from None
+    out_of_set = {k[len(OUT_OF_SET_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(OUT_OF_SET_PREFIX)}
+    if out_of_set and set(out_of_set) != {"mean", "precision"}:
+        raise weights_io.WeightsError(f"{mpath}: incomplete out-of-set statistics ({sorted(out_of_set)})")
     weights_io.load_into(net, state, mpath.parent / manifest["weights"])
     try:
-        return Classifier(net, manifest, device=device)
+        loaded = Classifier(net, manifest, device=device, kind=kind, out_of_set=out_of_set or None,
+                            runtime=runtime, num_threads=num_threads, chunk=chunk, weights_dir=mpath.parent)
     except ValueError as exc:
         raise weights_io.WeightsError(f"{mpath}: {exc}") from None
+    if kind == "classifier" and weights_io.manifest_path(mpath.parent, "unknown_detector").exists():
+        loaded.detector = load_classifier(mpath.parent, device=device, kind="unknown_detector", runtime=runtime,
+                                          num_threads=num_threads, chunk=chunk)
+    return loaded

@@ -203,21 +203,24 @@ def cmd_classify(args) -> int:
     labels = sigmf.frame_labels(metadata if isinstance(metadata, dict) else {}, num_frames, frame_len)
     labelled = any(label is not None for label in labels)
 
-    predictions, confidences = [], []
+    threshold = classifier.unknown_threshold if args.unknown_threshold is None else args.unknown_threshold
+    predictions, confidences, unknowns = [], [], []
     if not args.summary_only:
-        print(f"{'frame':>7} {'sample':>11}  {'class':<14}{'confidence':>10}" + ("  label" if labelled else ""))
+        print(f"{'frame':>7} {'sample':>11}  {'class':<14}{'confidence':>10}{'unknown':>9}"
+              + ("  label" if labelled else ""))
     with _progress(num_frames, "classify", args.quiet or not args.summary_only) as bar:
         done = 0
         for samples in chunks(bar.update):
             frames = container_io.pad_to_frames(samples, frame_len)
-            proba = classifier.predict_proba(frames)
-            pred, conf = proba.argmax(1), proba.max(1)
+            result = classifier.classify(frames, threshold)
+            pred, conf, unk = result["prediction"], result["confidence"], result["unknown"]
             predictions.append(pred)
             confidences.append(conf)
+            unknowns.append(unk)
             if not args.summary_only:
                 for i, (p, c) in enumerate(zip(pred, conf)):
                     f = done + i
-                    line = f"{f:>7} {f * frame_len:>11}  {classes[p]:<14}{c:>10.3f}"
+                    line = f"{f:>7} {f * frame_len:>11}  {classes[p]:<14}{c:>10.3f}{'yes' if unk[i] else 'no':>9}"
                     if labelled:
                         label = labels[f]
                         line += f"  {label or '-'}" + ("" if label is None or label == classes[p] else "  (wrong)")
@@ -227,7 +230,13 @@ def cmd_classify(args) -> int:
             done += len(frames)
     pred = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
     conf = np.concatenate(confidences) if confidences else np.zeros(0, np.float32)
+    unknown = np.concatenate(unknowns) if unknowns else np.zeros(0, bool)
     _print_summary(source, classes, pred, conf, labels)
+    if threshold is None:
+        print("unknown: this model has no unknown detector (no frame can be flagged)")
+    else:
+        print(f"unknown: {int(unknown.sum())} of {_plural(len(unknown), 'frame')} look like none of the classes "
+              f"(unknown score above {threshold:.3g})")
     return 0
 
 
@@ -425,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classify the level-L reconstruction of a recording (compress + decompress first)")
     input_args(k)
     k.add_argument("--summary-only", "-s", action="store_true", help="no line per frame, only the summary")
+    k.add_argument("--unknown-threshold", type=float, metavar="T", default=None,
+                   help="flag a frame unknown when its unknown score (0-1) exceeds T (default: the model's)")
     quiet_arg(k)
     k.set_defaults(func=cmd_classify)
 

@@ -12,9 +12,11 @@ import torch
 from . import weights as weights_io
 from . import wire
 from .model import HQARF, HQARFConfig
+from .runtime import DEFAULT_RUNTIME, Runtime
 
-# Frames per forward pass: bounds memory on long inputs without hurting throughput.
-CHUNK = 256
+# Frames per forward pass: small enough that a pass's activations stay in the CPU caches
+# (batch 256 measured slower than batch 16 at every level; bench/bench.py shows the curve).
+CHUNK = 16
 
 
 def as_frames(x, frame_len: int) -> np.ndarray:
@@ -55,6 +57,22 @@ def to_iq(frames: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.stack([frames.real, frames.imag], axis=1).astype(np.float32)).to(device)
 
 
+def iq_array(frames: np.ndarray) -> np.ndarray:
+    """complex (N, L) -> contiguous float32 (N, 2, L), row 0 = I, row 1 = Q (what to_iq holds)."""
+    out = np.empty((len(frames), 2, frames.shape[1]), np.float32)
+    out[:, 0] = frames.real
+    out[:, 1] = frames.imag
+    return out
+
+
+def complex_array(a: np.ndarray) -> np.ndarray:
+    """float (N, 2, L) -> complex64 (N, L)."""
+    out = np.empty((a.shape[0], a.shape[2]), np.complex64)
+    out.real = a[:, 0]
+    out.imag = a[:, 1]
+    return out
+
+
 def from_iq(t: torch.Tensor) -> np.ndarray:
     a = t.detach().float().cpu().numpy()
     return (a[:, 0] + 1j * a[:, 1]).astype(np.complex64)
@@ -68,7 +86,8 @@ class Codec:
     Amplitudes beyond MAX_SCALE saturate there, counted in `saturated_frames`.
     """
 
-    def __init__(self, model: HQARF, manifest: dict | None = None, device: str = "cpu"):
+    def __init__(self, model: HQARF, manifest: dict | None = None, device: str = "cpu",
+                 runtime: str = DEFAULT_RUNTIME, num_threads: int = 0, chunk: int = CHUNK, weights_dir=None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config: HQARFConfig = model.config
@@ -80,6 +99,23 @@ class Codec:
         # Frames compressed whose amplitude exceeded MAX_SCALE (about 3.39e38) and was saturated
         # there: counted, not warned about (a receiver sees a frame at the largest amplitude).
         self.saturated_frames = 0
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        self.chunk = int(chunk)
+        self._weights_dir = weights_dir
+        self.runtime = Runtime(self.model, runtime, num_threads, self.device, fp, weights_dir, self._example)
+
+    def _example(self, kind, level):
+        """Inputs the compiled runtimes trace / export with (any values; the batch axis stays free)."""
+        if kind == "encode":
+            return torch.zeros(2, self.config.in_channels, self.frame_len)
+        return torch.zeros(2, self.tokens(level), dtype=torch.int64)
+
+    def with_runtime(self, runtime: str, num_threads: int = 0, chunk: int | None = None) -> "Codec":
+        """The same model (shared weights) under another runtime / thread count / chunk."""
+        return Codec(self.model, self.manifest, device=str(self.device), runtime=runtime,
+                     num_threads=num_threads, chunk=self.chunk if chunk is None else chunk,
+                     weights_dir=self._weights_dir)
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -131,22 +167,24 @@ class Codec:
         return int(level)
 
     # -- indices ----------------------------------------------------------------------------
-    @torch.inference_mode()
     def encode(self, x, level: int, sample: bool = False, seed: int | None = None) -> np.ndarray:
         """complex64 (N, frame_len) -> int64 (N, tokens(level)) indices. Argmax unless `sample`."""
         level = self._check_level(level)
         frames = as_frames(x, self.frame_len)
         scales = magnitudes(frames)
         unit = (frames / np.where(scales > 0, scales, 1)[:, None]).astype(np.complex64)
-        gen = None
-        if sample:
+        step = self.chunk
+        if sample:  # sampling stays on eager torch (a generator per call)
             gen = torch.Generator(device=self.device)
             gen.manual_seed(0 if seed is None else int(seed))
-        out = [self.model.encode(to_iq(unit[i:i + CHUNK], self.device), level, sample, gen).cpu()
-               for i in range(0, len(unit), CHUNK)]
-        return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.tokens(level)), np.int64)
+            with torch.inference_mode():
+                out = [self.model.encode(to_iq(unit[i:i + step], self.device), level, sample, gen).cpu().numpy()
+                       for i in range(0, len(unit), step)]
+        else:
+            out = [self.runtime.call("encode", level, iq_array(unit[i:i + step]))
+                   for i in range(0, len(unit), step)]
+        return np.concatenate(out).astype(np.int64) if out else np.zeros((0, self.tokens(level)), np.int64)
 
-    @torch.inference_mode()
     def decode(self, codes, level: int) -> np.ndarray:
         """int indices (N, tokens(level)) -> complex64 (N, frame_len), unit scale."""
         level = self._check_level(level)
@@ -158,9 +196,10 @@ class Codec:
                              f"got {codes.dtype} {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
             raise ValueError(f"codes must lie in 0..{self.codebook_size - 1}")
-        idx = torch.from_numpy(codes.astype(np.int64))
-        out = [from_iq(self.model.decode(idx[i:i + CHUNK].to(self.device), level))
-               for i in range(0, len(idx), CHUNK)]
+        idx = codes.astype(np.int64)
+        step = self.chunk
+        out = [complex_array(self.runtime.call("decode", level, idx[i:i + step]))
+               for i in range(0, len(idx), step)]
         return np.concatenate(out) if out else np.zeros((0, self.frame_len), np.complex64)
 
     # -- bytes ------------------------------------------------------------------------------
@@ -202,6 +241,7 @@ class Codec:
         self.manifest = weights_io.load(path, "codec")[0]
         self.fingerprint_hex = self.manifest["fingerprint"]
         self.fingerprint = bytes.fromhex(self.fingerprint_hex)
+        self.runtime.fingerprint = self.fingerprint_hex
         return str(path)
 
     def __repr__(self):
@@ -209,8 +249,13 @@ class Codec:
                 f"fingerprint={self.fingerprint_hex})")
 
 
-def load_codec(path=None, device: str = "cpu") -> Codec:
-    """Load a codec from a model directory or manifest; None or "" loads the shipped default."""
+def load_codec(path=None, device: str = "cpu", runtime: str = DEFAULT_RUNTIME, num_threads: int = 0,
+               chunk: int = CHUNK) -> Codec:
+    """Load a codec from a model directory or manifest; None or "" loads the shipped default.
+
+    runtime: "torch" (eager, default), "torchscript" or "onnx" (hqarf.runtime); num_threads: the
+    runtime's threads for this codec (0 = leave torch's setting alone; onnx then uses 1); chunk:
+    frames per forward pass."""
     manifest, state, mpath = weights_io.load(path, "codec")
     try:
         config = HQARFConfig.from_dict(manifest.get("config", {}))
@@ -218,4 +263,5 @@ def load_codec(path=None, device: str = "cpu") -> Codec:
         raise weights_io.WeightsError(f"{mpath}: invalid codec config ({exc})") from None
     model = HQARF(config)
     weights_io.load_into(model, state, mpath.parent / manifest["weights"])
-    return Codec(model, manifest, device=device)
+    return Codec(model, manifest, device=device, runtime=runtime, num_threads=num_threads, chunk=chunk,
+                 weights_dir=mpath.parent)

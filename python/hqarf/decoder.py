@@ -13,6 +13,7 @@ import pmt
 from gnuradio import gr
 
 from .codec import load_codec
+from .runtime import check_runtime
 from .encoder import (META_RX_FREQ, META_RX_TIME, META_SAMPLE_RATE, META_TRUE_LABEL, PDUS,
                       TAG_RX_FREQ, TAG_RX_RATE, TAG_RX_TIME, TAG_TRUE_LABEL, check_int)
 
@@ -87,17 +88,24 @@ class decoder(gr.sync_block):
     hqarf.encoder's input ends); a source that never finishes (ZMQ) needs tb.stop(). To end a
     flowgraph fed by hand, post `pmt.cons(pmt.intern("done"), pmt.from_long(1))` to port `system`.
 
+    Speed: `runtime` ("torch" default, "torchscript", "onnx") and `num_threads` (1; 0 = leave
+    torch's setting alone) as for hqarf.encoder; queued PDUs of one level are decoded together
+    (up to BATCH_FRAMES frames per call) in chunks of `codec.chunk` frames.
+
     Counters: `counters()` returns received, accepted, decoded_messages, decoded_frames,
     dropped_malformed, dropped_<reason> for every wire reason, dropped_overflow, sequence_gaps,
     missing_messages, dropped_duplicate, reordered, decode_errors, frames_failed, lost_at_stop_frames,
     lost_at_stop_messages, queued, queued_frames.
     """
 
-    def __init__(self, model="", device="cpu", max_queue=64, max_queued_frames=DEFAULT_MAX_QUEUED_FRAMES):
+    def __init__(self, model="", device="cpu", max_queue=64, num_threads=1, runtime="torch",
+                 max_queued_frames=DEFAULT_MAX_QUEUED_FRAMES):
         gr.sync_block.__init__(self, name="hqarf_decoder", in_sig=None, out_sig=[np.complex64])
         self.max_queue = check_int("max_queue", max_queue, 1)
         self.max_queued_frames = check_int("max_queued_frames", max_queued_frames, 1)
-        self.codec = load_codec(model or None, device=device)
+        num_threads = check_int("num_threads", num_threads, 0)
+        self.codec = load_codec(model or None, device=device, runtime=check_runtime(runtime),
+                                num_threads=num_threads)
         self.frame_len = self.codec.frame_len
         self.set_output_multiple(self.frame_len)
         self.set_min_output_buffer(0, 2 * BATCH_FRAMES * self.frame_len)

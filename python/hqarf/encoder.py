@@ -15,6 +15,7 @@ from gnuradio import gr
 
 from . import wire
 from .codec import load_codec
+from .runtime import check_runtime
 
 PDUS = pmt.intern("pdus")
 
@@ -43,6 +44,11 @@ META_TRUE_LABEL = pmt.intern("true_label")
 DEFAULT_FLUSH_AFTER_S = 0.0
 # Poll interval while waiting for input with frames pending (see general_work).
 _POLL_S = 0.002
+# Input backlog: more than this many frames waiting at one work() call means samples piled up
+# while the previous call was encoding, i.e. the encoder is not keeping up with its source.
+BACKLOG_FRAMES = 4
+# At most one backlog warning per this many seconds (the counters keep counting).
+BACKLOG_LOG_PERIOD_S = 5.0
 
 
 def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -113,23 +119,34 @@ class encoder(gr.basic_block):
     flowgraph keeps running. Construction raises ValueError for a bad parameter and
     hqarf.WeightsError (naming the file) for a missing or corrupt model.
 
+    Keeping up: at each call the samples that arrived since the last one are the input backlog
+    (`input_backlog`, high-water mark `backlog_max`). When it reaches a new high above
+    BACKLOG_FRAMES frames, `backlog_growths` counts it and a warning says the encoder is falling
+    behind its source (a radio source then overflows and drops samples); at most one warning per
+    5 s, and a summary at stop.
+
+    Speed: `runtime` is "torch" (eager, default), "torchscript" or "onnx" (hqarf.runtime);
+    `num_threads` is this block's inference threads (1 default; 0 = leave torch's setting alone).
+    It no longer sets torch's process-wide count at construction: torch calls run under it
+    without changing other blocks' calls (hqarf.runtime.torch_threads), and ONNX Runtime sessions
+    have their own pools. Frames go through the network in chunks of `codec.chunk` (16), a size
+    whose activations stay in cache.
+
     Counters (plain attributes, readable while running): frames_encoded, pdus_sent, bytes_sent,
-    samples_dropped, samples_nonfinite, frames_failed, short_pdus, frames_unsent; `counters()`
-    returns all.
+    samples_dropped, samples_nonfinite, frames_failed, short_pdus, frames_unsent, backlog_growths,
+    backlog_max, input_backlog; `counters()` returns all.
     """
 
-    def __init__(self, model="", level=0, frames_per_pdu=16, device="cpu", num_threads=1,
+    def __init__(self, model="", level=0, frames_per_pdu=16, device="cpu", num_threads=1, runtime="torch",
                  flush_after=DEFAULT_FLUSH_AFTER_S):
         gr.basic_block.__init__(self, name="hqarf_encoder", in_sig=[np.complex64], out_sig=None)
         self.frames_per_pdu = check_int("frames_per_pdu", frames_per_pdu, 1, wire.MAX_FRAMES)
         num_threads = check_int("num_threads", num_threads, 0)
-        self.codec = load_codec(model or None, device=device)
+        self.codec = load_codec(model or None, device=device, runtime=check_runtime(runtime),
+                                num_threads=num_threads)
         self.frame_len = self.codec.frame_len
         self._level = self._check_level(level)
         self._classes = self.codec.classes
-        if num_threads:
-            import torch
-            torch.set_num_threads(num_threads)  # process-wide in PyTorch
         self.message_port_register_out(PDUS)
         self._fingerprint = pmt.intern(self.codec.fingerprint_hex)
         self._flush_after = 0.0
@@ -158,6 +175,10 @@ class encoder(gr.basic_block):
         self.frames_failed = 0
         self.short_pdus = 0
         self.frames_unsent = 0
+        self.input_backlog = 0
+        self.backlog_max = 0
+        self.backlog_growths = 0
+        self._backlog_logged = -BACKLOG_LOG_PERIOD_S
 
     # -- parameters ---------------------------------------------------------------------------
     def _check_level(self, level) -> int:
@@ -184,7 +205,9 @@ class encoder(gr.basic_block):
                 "bytes_sent": self.bytes_sent, "samples_dropped": self.samples_dropped,
                 "samples_nonfinite": self.samples_nonfinite, "frames_failed": self.frames_failed,
                 "short_pdus": self.short_pdus, "frames_unsent": self.frames_unsent,
-                "frames_pending": self._fill // self.frame_len}
+                "frames_pending": self._fill // self.frame_len,
+                "input_backlog": self.input_backlog, "backlog_max": self.backlog_max,
+                "backlog_growths": self.backlog_growths}
 
     # -- scheduler ----------------------------------------------------------------------------
     def general_work(self, input_items, output_items):
@@ -201,6 +224,7 @@ class encoder(gr.basic_block):
         fresh = n - self._held
         now = time.monotonic()
         if fresh > 0:
+            self._track_backlog(fresh, now)
             start = self.nitems_read(0) + self._held
             self._read_tags(start, start + fresh)
             self._append(samples[self._held:])
@@ -209,7 +233,11 @@ class encoder(gr.basic_block):
         idle = now - self._last_input
         complete = self._fill // self.frame_len
         stalled = self._flush_after > 0 and complete > 0 and fresh <= 0 and idle >= self._flush_after
+        sent = self.frames_encoded + self.frames_failed
         self._send(stalled)
+        if self.frames_encoded + self.frames_failed != sent:
+            # time spent encoding is not time the source was silent: the flush wait restarts now
+            self._last_input = time.monotonic()
         if self._flush_after <= 0:
             self.consume(0, n - self._held)
             self._held = 0
@@ -224,8 +252,24 @@ class encoder(gr.basic_block):
             time.sleep(min(_POLL_S, max(0.0, self._flush_after - idle)) or _POLL_S)
         return 0
 
+    def _track_backlog(self, waiting: int, now: float) -> None:
+        self.input_backlog = waiting
+        if waiting <= self.backlog_max:
+            return
+        self.backlog_max = waiting
+        if waiting > BACKLOG_FRAMES * self.frame_len:
+            self.backlog_growths += 1
+            if now - self._backlog_logged >= BACKLOG_LOG_PERIOD_S:
+                self._backlog_logged = now
+                rate = f" ({1e3 * waiting / self._rate:.1f} ms at {self._rate / 1e6:g} Msps)" if self._rate else ""
+                self.logger.warn(f"input backlog grew to {waiting} samples{rate}: the encoder is not keeping "
+                                 f"up with its source (a radio source overflows); counted in backlog_growths")
+
     def stop(self):
         try:
+            if self.backlog_growths:
+                self.logger.info(f"input backlog grew {self.backlog_growths} times, to at most "
+                                 f"{self.backlog_max} samples: the encoder fell behind its source")
             waiting = self._fill // self.frame_len
             if waiting:  # downstream has finished: publishing now would lose them uncounted
                 self.frames_unsent += waiting

@@ -87,18 +87,19 @@ class Loopback(gr.top_block):
 
     def __init__(self, model, level, source_frames, labels=None, frames_per_pdu=16, true_label=-1,
                  device="cpu", num_threads=1, max_queue=None, collect=False, keep_samples=False,
-                 classifier_model=None):
+                 classifier_model=None, runtime="torch"):
         gr.top_block.__init__(self, "hqarf loopback")
         frames = np.asarray(source_frames, dtype=np.complex64)
         if max_queue is None:  # an unthrottled source outruns the decoder: queue every PDU
             max_queue = math.ceil(len(frames) / frames_per_pdu) + 1
         self.source = frame_source(frames, labels)
         self.encoder = encoder(model=model, level=level, frames_per_pdu=frames_per_pdu,
-                               device=device, num_threads=num_threads)
-        self.decoder = decoder(model=model, device=device, max_queue=max_queue,
-                               max_queued_frames=max(DEFAULT_MAX_QUEUED_FRAMES, len(frames)))
+                               device=device, num_threads=num_threads, runtime=runtime)
+        self.decoder = decoder(model=model, device=device, max_queue=max_queue, num_threads=num_threads,
+                               runtime=runtime, max_queued_frames=max(DEFAULT_MAX_QUEUED_FRAMES, len(frames)))
         self.modrec = modrec_sink(model=model if classifier_model is None else classifier_model,
-                                  true_label=true_label, device=device, num_threads=num_threads)
+                                  true_label=true_label, device=device, num_threads=num_threads,
+                                  runtime=runtime)
         self.connect(self.source, self.encoder)
         self.msg_connect(self.encoder, "pdus", self.decoder, "pdus")
         self.connect(self.decoder, self.modrec)
@@ -219,25 +220,40 @@ def run_split(sensor_tb: Sensor, cloud_tb: Cloud, frames: int, timeout_s: float 
 
 
 # -- benchmarks ----------------------------------------------------------------------------------
-def encoder_benchmark(model, level, frames, frames_per_pdu=16, device="cpu", num_threads=1) -> dict:
+def warm_up(codec=None, level=0, classifier=None) -> None:
+    """Build a compiled runtime's graphs for `level` before timing (the first call exports them)."""
+    if codec is not None:
+        frames = np.ones((2, codec.frame_len), np.complex64)
+        codec.decode(codec.encode(frames, level), level)
+    if classifier is not None:
+        classifier.logits(np.ones((2, classifier.frame_len), np.complex64))
+
+
+def encoder_benchmark(model, level, frames, frames_per_pdu=16, device="cpu", num_threads=1,
+                      runtime="torch") -> dict:
     """Time vector source -> encoder over `frames`; Msps counts input samples per wall second."""
     frames = np.asarray(frames, dtype=np.complex64)
     tb = gr.top_block("hqarf encoder benchmark")
     source = frame_source(frames)
     block = encoder(model=model, level=level, frames_per_pdu=frames_per_pdu, device=device,
-                    num_threads=num_threads)
+                    num_threads=num_threads, runtime=runtime)
+    warm_up(block.codec, level)
     tb.connect(source, block)
     began = time.perf_counter()
     tb.run()
     seconds = time.perf_counter() - began
     return {"frames": block.frames_encoded, "seconds": seconds, "pdus": block.pdus_sent,
-            "bytes": block.bytes_sent, "msps": frames.size / seconds / 1e6}
+            "bytes": block.bytes_sent, "msps": frames.size / seconds / 1e6,
+            "backlog_growths": block.backlog_growths}
 
 
-def decoder_benchmark(model, blobs, device="cpu") -> dict:
+def decoder_benchmark(model, blobs, device="cpu", num_threads=1, runtime="torch") -> dict:
     """Time a decoder emitting every frame of the PDUs `blobs` (queued before start) to a null sink."""
     tb = gr.top_block("hqarf decoder benchmark")
-    block = decoder(model=model, device=device, max_queue=len(blobs) + 1)
+    block = decoder(model=model, device=device, max_queue=len(blobs) + 1, num_threads=num_threads,
+                    runtime=runtime)
+    for level in sorted({block.codec.parse(blob).level for blob in blobs}):
+        warm_up(block.codec, level)
     sink = blocks.null_sink(gr.sizeof_gr_complex)
     tb.connect(block, sink)
     port = pmt.intern("pdus")
@@ -250,6 +266,32 @@ def decoder_benchmark(model, blobs, device="cpu") -> dict:
     seconds = time.perf_counter() - began
     frames = block.counters()["decoded_frames"]
     return {"frames": frames, "seconds": seconds, "msps": frames * block.frame_len / seconds / 1e6}
+
+
+def modrec_benchmark(model, frames, device="cpu", num_threads=1, runtime="torch") -> dict:
+    """Time vector source -> modrec_sink over `frames`."""
+    frames = np.asarray(frames, dtype=np.complex64)
+    tb = gr.top_block("hqarf modrec benchmark")
+    block = modrec_sink(model=model, device=device, num_threads=num_threads, runtime=runtime)
+    warm_up(classifier=block.classifier)
+    tb.connect(frame_source(frames), block)
+    began = time.perf_counter()
+    tb.run()
+    seconds = time.perf_counter() - began
+    return {"frames": block.frames(), "seconds": seconds, "msps": frames.size / seconds / 1e6}
+
+
+def chain_benchmark(model, level, frames, device="cpu", num_threads=1, runtime="torch") -> dict:
+    """Time vector source -> encoder -> decoder -> modrec_sink (Loopback) over `frames`."""
+    loop = loopback(model, level, frames, device=device, num_threads=num_threads, runtime=runtime)
+    warm_up(loop.encoder.codec, level)
+    warm_up(loop.decoder.codec, level)
+    warm_up(classifier=loop.modrec.classifier)
+    began = time.perf_counter()
+    loop.run()
+    seconds = time.perf_counter() - began
+    return {"frames": loop.modrec.frames(), "seconds": seconds,
+            "msps": np.asarray(frames).size / seconds / 1e6}
 
 
 # -- demo ----------------------------------------------------------------------------------------
@@ -294,7 +336,7 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
           f"{len(set(labels.tolist()))} classes; model {codec.fingerprint_hex}", file=out)
     raw_accuracy = float((classifier.predict(frames) == labels).mean())
     print(f"ModRec accuracy on the original frames: {raw_accuracy:.3f}\n", file=out)
-    header = f"{'level':>5} {'ratio':>8} {'bytes/frame':>12} {'accuracy':>9} {'Msps':>7}"
+    header = f"{'level':>5} {'ratio':>8} {'bytes/frame':>12} {'accuracy':>9} {'unknown':>8} {'Msps':>7}"
     print(header + "\n" + "-" * len(header), file=out)
     rows = []
     for level in levels:
@@ -306,13 +348,13 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
         row = {"level": level, "compression_ratio": codec.compression_ratio(level),
                "bytes_per_frame": tb.encoder.bytes_sent / max(1, tb.encoder.frames_encoded),
                "accuracy": tb.modrec.accuracy(), "msps": frames.size / seconds / 1e6,
-               "frames": tb.modrec.frames()}
+               "frames": tb.modrec.frames(), "unknown": tb.modrec.counters().get("unknown", 0)}
         rows.append(row)
         print(f"{level:>5} {row['compression_ratio']:>7.1f}x {row['bytes_per_frame']:>12.1f} "
-              f"{row['accuracy']:>9.3f} {row['msps']:>7.3f}", file=out)
+              f"{row['accuracy']:>9.3f} {row['unknown']:>8} {row['msps']:>7.3f}", file=out)
         del tb
-    print("(Msps: samples through encoder, decoder and ModRec per second of wall clock, start-up "
-          "included)", file=out)
+    print("(unknown: frames the ModRec sink flagged as none of the six classes; Msps: samples through "
+          "encoder, decoder and ModRec per second of wall clock, start-up included)", file=out)
     split_level = levels[len(levels) // 2] if split_level is None else int(split_level)
     sensor_tb = sensor(model, split_level, frames, labels=labels, frames_per_pdu=frames_per_pdu,
                        num_threads=num_threads)

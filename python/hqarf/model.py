@@ -27,8 +27,15 @@ class HQARFConfig:
     residual_blocks: tuple = (0, 2, 2, 2, 2)
     codebook_size: int = 64
     code_dim: int = 64
+    # Levels decoded by their own decoder G_i straight to I/Q (codec v2) instead of the chain
+    # D_i, re-quantise, D_{i-1}, ..., D_0. G_i has the chain's layers (so the same cost per frame)
+    # but no re-quantisation, and is trained end to end for that level's output.
+    direct_levels: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "direct_levels", tuple(sorted({int(v) for v in self.direct_levels})))
+        if any(not 0 <= v < self.levels for v in self.direct_levels):
+            raise ValueError(f"direct_levels {self.direct_levels} must lie in 0..{self.levels - 1}")
         for name in ("encoder_widths", "decoder_widths", "residual_blocks"):
             value = tuple(int(v) for v in getattr(self, name))
             object.__setattr__(self, name, value)
@@ -157,13 +164,19 @@ class Quantizer(nn.Module):
         self.recent = None  # the last training batch's encoder outputs (not saved)
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword."""
+        """(B, D, T) -> (B, T, K) squared Euclidean distances to every codeword.
+
+        One GEMM per frame: ||z||^2 + ||c||^2 - 2 z.c, the cross term accumulated into the norms
+        by baddbmm (beta = 1, alpha = -2). Per frame, so a frame's codes do not depend on how many
+        frames share the call (one GEMM over the whole batch rounded differently at batch 1)."""
         zt = z.transpose(1, 2)
-        return (zt.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
-                - 2.0 * zt @ self.codebook.t())
+        norms = zt.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
+        return torch.baddbmm(norms, zt, self.codebook.t().expand(z.shape[0], -1, -1), alpha=-2.0)
 
     def indices(self, z: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
-        """Nearest codeword (argmax of q(k|t) = softmax(-d)), or a sample of q when `sample`."""
+        """Nearest codeword (argmax of q(k|t) = softmax(-d)), or a sample of q when `sample`.
+
+        Ties go to the lowest codeword index (argmin's first minimum, in torch and in ONNX)."""
         d = self.distances(z)
         if not sample:
             return d.argmin(-1)
@@ -249,6 +262,31 @@ class Level(nn.Module):
         return self.norm.denormalise(y) if self.norm is not None else y
 
 
+class DirectDecoder(nn.Module):
+    """G_i: level-i codewords -> I/Q through decoders shaped like D_i, ..., D_0, with the levels'
+    latent un-normalisation between them and no re-quantisation (codec v2)."""
+
+    def __init__(self, config: HQARFConfig, level: int):
+        super().__init__()
+        self.level = level
+        self.stages = nn.ModuleList(
+            Decoder(config.code_dim, config.decoder_widths[i], config.in_channels if i == 0 else config.code_dim,
+                    config.residual_blocks[i], tanh=i == 0)
+            for i in range(level, -1, -1))
+
+    @torch.no_grad()
+    def init_from_chain(self, levels: nn.ModuleList):
+        """Start from the trained chain D_i ... D_0 (the re-quantisation simply left out)."""
+        for stage, i in zip(self.stages, range(self.level, -1, -1)):
+            stage.load_state_dict(levels[i].decoder.state_dict())
+
+    def forward(self, z_q: torch.Tensor, levels: nn.ModuleList) -> torch.Tensor:
+        z = z_q
+        for stage, i in zip(self.stages, range(self.level, -1, -1)):
+            z = levels[i].restore(stage(z))
+        return z
+
+
 class HQARF(nn.Module):
     """The whole hierarchy, with the inference paths the codec uses."""
 
@@ -256,6 +294,10 @@ class HQARF(nn.Module):
         super().__init__()
         self.config = config
         self.levels = nn.ModuleList(Level(config, i) for i in range(config.levels))
+        # Only created when used, so models without direct decoders keep their state dict (and
+        # their weights fingerprint) unchanged.
+        if config.direct_levels:
+            self.direct = nn.ModuleDict({str(i): DirectDecoder(config, i) for i in config.direct_levels})
 
     # -- continuous latents -------------------------------------------------------------------
     def encode_continuous(self, x: torch.Tensor, level: int) -> torch.Tensor:
@@ -278,7 +320,10 @@ class HQARF(nn.Module):
         """Level-`level` codewords (B, D, T) -> (B, 2, L), the decoding path `decode` uses.
 
         Differentiable in `z_q`: every lower re-quantisation passes gradients straight through
-        (forward pass identical to `decode`), so attacks and losses can reach through the decoder."""
+        (forward pass identical to `decode`), so attacks and losses can reach through the decoder.
+        A level in `config.direct_levels` decodes with its own G_i and re-quantises nothing."""
+        if level in self.config.direct_levels:
+            return self.direct[str(level)](z_q, self.levels)
         z = z_q
         for i in range(level, -1, -1):
             lvl = self.levels[i]
@@ -304,7 +349,9 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def level_costs(config: HQARFConfig) -> list[dict]:
-    """Parameters and multiply-accumulates per frame of encode and decode at each level."""
+    """Parameters and multiply-accumulates per frame of encode and decode at each level: the
+    networks' convolutions (encode_macs, decode_macs), the quantisers' distance GEMMs
+    (encode_quantizer_macs, decode_quantizer_macs) and both (encode_total_macs, decode_total_macs)."""
     model = HQARF(config)
     out = []
     macs: dict = {}
@@ -325,10 +372,21 @@ def level_costs(config: HQARFConfig) -> list[dict]:
             macs["n"] = 0
             model.decode(idx, level)
             dec = macs["n"]
+            # The nearest-code searches: tokens x K x D multiply-accumulates each (the distance
+            # GEMM), at `level` when encoding and at every re-quantisation below it when decoding.
+            search = config.codebook_size * config.code_dim
+            enc_q = config.tokens(level) * search
+            dec_q = sum(config.tokens(i) for i in range(level)) * search
             params_encode = sum(count_parameters(model.levels[i].encoder) for i in range(level + 1))
-            params_decode = sum(count_parameters(model.levels[i].decoder)
-                                + model.levels[i].quantizer.codebook.numel() for i in range(level + 1))
+            if level in config.direct_levels:
+                params_decode = (count_parameters(model.direct[str(level)])
+                                 + model.levels[level].quantizer.codebook.numel())
+            else:
+                params_decode = sum(count_parameters(model.levels[i].decoder)
+                                    + model.levels[i].quantizer.codebook.numel() for i in range(level + 1))
             out.append({"level": level, "encode_macs": enc, "decode_macs": dec,
+                        "encode_quantizer_macs": enc_q, "decode_quantizer_macs": dec_q,
+                        "encode_total_macs": enc + enc_q, "decode_total_macs": dec + dec_q,
                         "encoder_params": params_encode, "decoder_params": params_decode})
     for h in handles:
         h.remove()

@@ -14,12 +14,13 @@ from gnuradio import gr
 
 from .classifier import load_classifier
 from .encoder import TAG_TRUE_LABEL, check_int, label_index
+from .runtime import check_runtime
 
 CLASSIFICATION = pmt.intern("classification")
 SUMMARY_PERIOD_S = 10.0
-_CLASS, _INDEX, _CONFIDENCE, _SEQUENCE, _OFFSET, _TRUE, _CORRECT = (
+_CLASS, _INDEX, _CONFIDENCE, _SEQUENCE, _OFFSET, _TRUE, _CORRECT, _UNKNOWN, _UNKNOWN_SCORE = (
     pmt.intern(k) for k in ("class", "class_index", "confidence", "sequence", "offset",
-                            "true_label", "correct"))
+                            "true_label", "correct", "unknown", "unknown_score"))
 _FRAME_TAGS = ("hqarf_level", "hqarf_sequence")
 
 
@@ -29,9 +30,17 @@ class modrec_sink(gr.basic_block):
     The input is cut into frames of the classifier's frame length (1024) from the first sample
     (hqarf.decoder output is frame-aligned). For each frame one message goes out on port
     `classification` (only when something is connected): a dict with `class` (name),
-    `class_index`, `confidence` (softmax probability of that class), `sequence` (frame number in
-    this sink, from 0), `offset` (input sample index of the frame start), and when known
-    `true_label`, `correct`, `hqarf_level` and `hqarf_sequence` (from the decoder's tags).
+    `class_index`, `confidence` (softmax probability of that class), `unknown` (True when the frame
+    looks like none of the classes) and `unknown_score`, `sequence` (frame number in this sink, from
+    0), `offset` (input sample index of the frame start), and when known `true_label`, `correct`,
+    `hqarf_level` and `hqarf_sequence` (from the decoder's tags).
+
+    Unknown: a frame is flagged when the model's unknown score (its unknown detector's probability of
+    "none of the classes") exceeds `unknown_threshold`; -1 uses the threshold shipped with the model
+    (set for about 1 % false flags on clean frames of the six classes), 1 or more flags nothing. A
+    model without a detector flags nothing. Flagged frames keep their most likely class in `class`
+    and are counted (`unknown` in counters()); the histogram and the accuracy stay those of the
+    six-class decision over every frame (as in the offline reports).
 
     Truth: `true_label` >= 0 scores every frame as that class (-1: unknown). A `true_label` stream
     tag (class index, or class name symbol; -1 unknown) overrides it from the frame whose first
@@ -41,25 +50,29 @@ class modrec_sink(gr.basic_block):
     Python: `frames()`, `histogram()` ({class name: count}), `accuracy()` (None until a labelled
     frame was seen), `confusion()` (true x predicted counts), `counters()`. A short summary is
     logged every 10 s and at stop. Batched: each work() call classifies all complete frames it
-    has in one pass (chunks of 256). Bad input: samples of an incomplete frame at the end are
+    has in one call (chunks of `classifier.chunk`, 16). Bad input: samples of an incomplete frame at the end are
     dropped and counted (`samples_dropped`); NaN/inf samples are replaced by 0, counted
     (`samples_nonfinite`), warned about once; a malformed true_label tag is ignored and warned
     about once. Errors never stop the flowgraph.
+
+    Speed: `runtime` ("torch" default, "torchscript"; "onnx" runs TorchScript, see
+    hqarf.classifier) and `num_threads` (1; 0 = leave torch's setting alone) as for hqarf.encoder;
+    torch's process-wide thread count is not changed for other blocks.
     """
 
-    def __init__(self, model="", true_label=-1, device="cpu", num_threads=1):
+    def __init__(self, model="", true_label=-1, device="cpu", num_threads=1, runtime="torch", unknown_threshold=-1.0):
         gr.basic_block.__init__(self, name="hqarf_modrec_sink", in_sig=[np.complex64], out_sig=None)
         num_threads = check_int("num_threads", num_threads, 0)
-        self.classifier = load_classifier(model or None, device=device)
+        self.classifier = load_classifier(model or None, device=device, runtime=check_runtime(runtime),
+                                          num_threads=num_threads)
         self.classes = list(self.classifier.classes)
         if isinstance(true_label, str):
             if true_label not in self.classes:
                 raise ValueError(f"true_label {true_label!r} is not one of {self.classes}")
             true_label = self.classes.index(true_label)
         self.true_label = check_int("true_label", true_label, -1, len(self.classes) - 1)
-        if num_threads:
-            import torch
-            torch.set_num_threads(num_threads)  # process-wide in PyTorch
+        self._unknown_count = 0
+        self.set_unknown_threshold(unknown_threshold)
         self.frame_len = self.classifier.frame_len
         self.message_port_register_out(CLASSIFICATION)
         self._partial = np.zeros(0, np.complex64)
@@ -91,8 +104,19 @@ class modrec_sink(gr.basic_block):
     def confusion(self) -> np.ndarray:
         return self._confusion.copy()
 
+    def set_unknown_threshold(self, threshold) -> None:
+        """GRC callback: the unknown score above which a frame is flagged (-1: the model's own)."""
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise ValueError(f"unknown_threshold must be a number, got {threshold!r}") from None
+        if not (threshold == -1.0 or threshold >= 0.0):
+            raise ValueError(f"unknown_threshold must be -1 (the model's) or >= 0, got {threshold}")
+        self.unknown_threshold = self.classifier.unknown_threshold if threshold == -1.0 else threshold
+
     def counters(self) -> dict:
         return {"frames": self._frames, "scored": self._scored, "correct": self._correct,
+                "unknown": self._unknown_count,
                 "samples_dropped": self.samples_dropped, "samples_nonfinite": self.samples_nonfinite,
                 "errors": self.errors}
 
@@ -100,7 +124,8 @@ class modrec_sink(gr.basic_block):
         top = sorted(self.histogram().items(), key=lambda kv: -kv[1])[:3]
         acc = self.accuracy()
         acc_text = f", accuracy {acc:.3f} on {self._scored}" if acc is not None else ""
-        return f"{self._frames} frames classified{acc_text}; most frequent {top}"
+        unknown = f", {self._unknown_count} flagged unknown" if self._unknown_count else ""
+        return f"{self._frames} frames classified{acc_text}{unknown}; most frequent {top}"
 
     # -- scheduler ------------------------------------------------------------------------------
     def general_work(self, input_items, output_items):
@@ -156,11 +181,11 @@ class modrec_sink(gr.basic_block):
         self._label_changes.sort(key=lambda c: c[0])
 
     def _classify(self, frames, first_offset: int) -> None:
-        import torch
         L = self.frame_len
-        logits = self.classifier.logits(frames)
-        predicted = logits.argmax(-1)
-        confidence = torch.softmax(torch.from_numpy(logits), -1).numpy().max(-1)
+        result = self.classifier.classify(frames, self.unknown_threshold)
+        predicted, confidence = result["prediction"], result["confidence"]
+        unknown, score = result["unknown"], result["score"]
+        self._unknown_count += int(unknown.sum())
         offsets = first_offset + L * np.arange(len(frames), dtype=np.int64)
         labels = np.empty(len(frames), np.int64)
         changes, c = self._label_changes, 0
@@ -184,6 +209,8 @@ class modrec_sink(gr.basic_block):
             msg = pmt.dict_add(msg, _CLASS, pmt.intern(self.classes[p]))
             msg = pmt.dict_add(msg, _INDEX, pmt.from_long(p))
             msg = pmt.dict_add(msg, _CONFIDENCE, pmt.from_double(float(confidence[i])))
+            msg = pmt.dict_add(msg, _UNKNOWN, pmt.from_bool(bool(unknown[i])))
+            msg = pmt.dict_add(msg, _UNKNOWN_SCORE, pmt.from_double(float(score[i])))
             msg = pmt.dict_add(msg, _SEQUENCE, pmt.from_uint64(self._frames + i))
             msg = pmt.dict_add(msg, _OFFSET, pmt.from_uint64(int(offsets[i])))
             if labels[i] >= 0:

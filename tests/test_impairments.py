@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Receiver impairments (training/data.py) and the salient signal properties (training/signal_properties.py),
+on hand-made signals with known answers."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from training import data as D
+from training import signal_properties as SP
+
+
+def tone(n=1024, f=0.0):
+    return np.exp(2j * np.pi * f * np.arange(n)).astype(np.complex64)
+
+
+def qpsk(n=1024, seed=0):
+    rng = np.random.default_rng(seed)
+    return ((rng.integers(0, 2, n) * 2 - 1) + 1j * (rng.integers(0, 2, n) * 2 - 1)).astype(np.complex64) / np.sqrt(2)
+
+
+def test_phase_rotation_keeps_the_envelope():
+    x = qpsk()
+    y = D.frequency_shift(x, 0.0, phase=1.234)
+    np.testing.assert_allclose(np.abs(y), np.abs(x), rtol=1e-6)
+    np.testing.assert_allclose(np.angle(y[0] / x[0]), 1.234, atol=1e-6)
+
+
+def test_frequency_offset_moves_the_spectrum_peak_by_the_expected_bin():
+    n = 1024
+    x = tone(n, 0.0)
+    for offset in (0.01, -0.0078125, 0.25):
+        y = D.frequency_shift(x, offset)
+        peak = np.fft.fftfreq(n)[np.argmax(np.abs(np.fft.fft(y)))]
+        assert abs(peak - offset) <= 1 / n, (offset, peak)
+
+
+def test_fractional_delay_of_a_slow_tone_is_a_phase_step():
+    x = tone(1024, 0.01)
+    y = D.fractional_delay(x, 0.5)
+    middle = slice(100, 900)  # away from the zero edges of the FIR
+    np.testing.assert_allclose(np.angle(y[middle] / x[middle]), -2 * np.pi * 0.01 * 0.5, atol=2e-3)
+
+
+@pytest.mark.parametrize("snr", [0.0, 10.0, 25.0])
+def test_measured_snr_of_an_impaired_frame_is_the_requested_one(snr):
+    imp = dataclasses.replace(D.Impairments.none(), snr_db_min=snr, snr_db_max=snr, clean_fraction=0.0)
+    x = qpsk(1 << 16)
+    rng = np.random.default_rng(5)
+    y, reported = D.impair_frame(x, rng, imp)
+    assert reported == snr
+    # undo the max-normalisation by least squares, then compare signal and noise powers
+    scale = np.vdot(x, y) / np.vdot(x, x)
+    noise = y - scale * x
+    measured = 10 * np.log10(np.mean(np.abs(scale * x) ** 2) / np.mean(np.abs(noise) ** 2))
+    assert abs(measured - snr) < 0.5, measured
+    assert np.isclose(np.abs(y).max(), 1.0)
+
+
+def test_impairments_are_a_pure_function_of_split_and_index():
+    x = np.stack([qpsk(1024, seed=i) for i in range(6)])
+    imp = D.Impairments(multipath_probability=0.5)
+    a, snr_a = D.impair(x, "train", imp)
+    b, snr_b = D.impair(x[3:], "train", imp, first_index=3)  # the same frames, asked for alone
+    np.testing.assert_array_equal(a[3:], b)
+    np.testing.assert_array_equal(snr_a[3:], snr_b)
+    c, _ = D.impair(x, "val", imp)  # another split draws other impairments
+    assert not np.allclose(a, c)
+    clean, snr = D.impair(x, "train", D.Impairments.none())
+    np.testing.assert_allclose(clean, x / np.abs(x).max(-1, keepdims=True), rtol=1e-6)
+    assert np.all(np.isinf(snr)) and not D.Impairments.none().active and imp.active
+
+
+def test_switching_one_impairment_off_keeps_the_others_draws():
+    x = qpsk()[None]
+    with_phase = D.impair(x, "test", dataclasses.replace(D.Impairments(), timing_offset=False, clean_fraction=1.0))[0]
+    no_phase = D.impair(x, "test", dataclasses.replace(D.Impairments(), timing_offset=False, clean_fraction=1.0,
+                                                      random_phase=False))[0]
+    ratio = with_phase[0] / no_phase[0]
+    np.testing.assert_allclose(np.abs(ratio), 1.0, rtol=1e-4)  # only a constant rotation apart
+    np.testing.assert_allclose(np.angle(ratio / ratio[0]), 0.0, atol=1e-4)
+
+
+# ---- salient signal properties --------------------------------------------------------------------
+
+
+def test_cumulants_of_known_constellations():
+    rng = np.random.default_rng(1)
+    bpsk = (rng.integers(0, 2, 1 << 15) * 2 - 1).astype(np.complex64)[None]
+    gauss = (rng.standard_normal((1, 1 << 15)) + 1j * rng.standard_normal((1, 1 << 15))).astype(np.complex64)
+    c40, c42 = SP.cumulants(bpsk)
+    assert np.isclose(c40[0], 2.0, atol=0.05) and np.isclose(c42[0], -2.0, atol=0.05)
+    c40, c42 = SP.cumulants(qpsk(1 << 15)[None])
+    assert np.isclose(c40[0], 1.0, atol=0.05) and np.isclose(c42[0], -1.0, atol=0.05)
+    c40, c42 = SP.cumulants(gauss)
+    assert abs(c40[0]) < 0.05 and abs(c42[0]) < 0.05
+
+
+def test_envelope_spread_and_occupied_bandwidth():
+    assert SP.envelope_spread(tone(1024, 0.1)[None])[0] < 1e-6  # constant envelope
+    assert SP.envelope_spread(np.array([[1, 0.5, 1, 0.5]], np.complex64))[0] > 0.2
+    assert SP.occupied_bandwidth(tone(1024, 0.125)[None])[0] <= 4 / 256  # a tone: a few bins
+    rng = np.random.default_rng(2)
+    white = (rng.standard_normal((1, 8192)) + 1j * rng.standard_normal((1, 8192))).astype(np.complex64)
+    assert SP.occupied_bandwidth(white)[0] > 0.95  # white noise fills the band
+
+
+def test_spectral_distance_and_snr_of_a_copy():
+    x = qpsk()[None]
+    assert SP.log_spectral_distance(x, x)[0] < 1e-6
+    assert SP.snr_db(x, x * 1.1)[0] == pytest.approx(20.0, abs=1e-3)

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""How the shipped model does on captures: accuracy vs SNR (AWGN alone, and with carrier phase, frequency
+offset and timing offset), signals outside the six classes (the "unknown" flag), and the salient signal
+properties of reconstructions. JSON plus plots.
+
+    ./dev.sh env python training/robustness.py --model python/hqarf/models/default --out docs/results
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.common import REPO  # noqa: E402,F401  (sets up import paths)
+
+import numpy as np  # noqa: E402
+
+from hqarf.classifier import load_classifier  # noqa: E402
+from hqarf.codec import load_codec  # noqa: E402
+from training.data import CLASSES, OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
+from training import signal_properties  # noqa: E402
+
+# Out-of-set torchsig classes (none of them in 6Mod); the report gives each one's flag rate, because
+# some are near relatives of an in-set class (ofdm-64 of ofdm-256, 16qam of 32qam_cross).
+# The detector's training kinds (new frames of the test split), then kinds it never saw.
+TORCHSIG_UNSEEN = ("8ask", "32psk", "16apsk", "4gmsk", "chirpss", "am-usb", "tone", "ofdm-128")
+TORCHSIG_OUT_OF_SET = OUT_OF_SET_TRAIN + TORCHSIG_UNSEEN
+GNURADIO_OUT_OF_SET = ("gr-qpsk", "gr-8psk", "gr-gmsk", "gr-tone", "gr-noise")
+
+
+def sweep_impairments(snr: float, with_channel: bool, base: Impairments) -> Impairments:
+    """Fixed SNR, no clean share; with_channel adds the trained carrier phase, frequency offset and timing."""
+    return dataclasses.replace(base if with_channel else Impairments.none(), snr_db_min=snr, snr_db_max=snr,
+                               clean_fraction=0.0, multipath_probability=0.0)
+
+
+def accuracy_vs_snr(codec, classifiers: dict, x, y, snrs, base: Impairments, say=print) -> dict:
+    """Accuracy of every classifier on noisy originals and on their reconstructions at every level."""
+    out = {"snr_db": list(map(float, snrs)), "frames_per_point": int(len(x)), "variants": {}}
+    for variant, with_channel in (("awgn", False), ("awgn+phase+offset", True)):
+        res = {"originals": {n: [] for n in classifiers}, "levels": [{n: [] for n in classifiers}
+                                                                      for _ in range(codec.levels)]}
+        for snr in snrs:
+            frames, _ = impair(x, "test", sweep_impairments(snr, with_channel, base))
+            for name, clf in classifiers.items():
+                res["originals"][name].append(float((clf.predict(frames) == y).mean()))
+            for level in range(codec.levels):
+                xhat = codec.decode(codec.encode(frames, level), level)
+                for name, clf in classifiers.items():
+                    res["levels"][level][name].append(float((clf.predict(xhat) == y).mean()))
+            say(f"robustness: {variant} {snr:+.0f} dB: originals "
+                + " / ".join(f"{res['originals'][n][-1]:.2f}" for n in classifiers) + " | levels "
+                + " ".join("/".join(f"{res['levels'][lv][n][-1]:.2f}" for n in classifiers)
+                           for lv in range(codec.levels)))
+        out["variants"][variant] = res
+    return out
+
+
+def gnuradio_frames(kind: str, n: int, frame_len: int, seed: int) -> np.ndarray:
+    """Frames made by GNU Radio's own blocks: QPSK / 8PSK (constellation_modulator, RRC, 4 sps),
+    GMSK (gmsk_mod, 4 sps), a tone at a random frequency, complex Gaussian noise."""
+    from gnuradio import analog, blocks, digital, gr  # pylint: disable=import-outside-toplevel
+    rng = np.random.default_rng(seed)
+    total = n * frame_len + 4096
+    if kind == "gr-noise":
+        sig = rng.standard_normal(total) + 1j * rng.standard_normal(total)
+    elif kind == "gr-tone":
+        sig = np.concatenate([np.exp(2j * np.pi * (rng.uniform(-0.2, 0.2) * np.arange(frame_len) + rng.random()))
+                              for _ in range(n + 4)])
+    else:
+        tb = gr.top_block()
+        src = blocks.vector_source_b(rng.integers(0, 256, total // 4 + 64).astype(np.uint8).tolist(), False)
+        if kind == "gr-gmsk":
+            mod = digital.gmsk_mod(samples_per_symbol=4, bt=0.35)
+            # gmsk_mod takes packed bytes
+        else:
+            const = digital.constellation_qpsk() if kind == "gr-qpsk" else digital.constellation_8psk()
+            mod = digital.generic_mod(const, differential=False, samples_per_symbol=4, excess_bw=0.35)
+        head = blocks.head(gr.sizeof_gr_complex, total)
+        sink = blocks.vector_sink_c()
+        tb.connect(src, mod, head, sink)
+        tb.run()
+        sig = np.asarray(sink.data(), np.complex64)
+        if len(sig) < total:
+            raise RuntimeError(f"{kind}: the modulator gave {len(sig)} samples, wanted {total}")
+    sig = np.asarray(sig[2048:2048 + n * frame_len], np.complex64).reshape(n, frame_len)
+    return sig / np.abs(sig).max(-1, keepdims=True)
+
+
+def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, base: Impairments, say=print) -> dict:
+    """Out-of-set scores (higher = less like a known class) of clean in-set test frames, of in-set frames
+    through the receiver model, and of signals outside 6Mod as a receiver sees them (carrier phase,
+    frequency offset, 20-30 dB). max_softmax and energy are thresholded at 2 % of clean validation
+    frames; mahalanobis and detector (the shipped flag) at the model's own thresholds; the curve is the share flagged
+    against the threshold."""
+    kinds = {}
+    ts = generate("test", n_per_kind, DataConfig(classes=TORCHSIG_OUT_OF_SET), progress=False)[0]
+    for i, name in enumerate(TORCHSIG_OUT_OF_SET):
+        kinds[name] = ts[i::len(TORCHSIG_OUT_OF_SET)]
+    for j, name in enumerate(GNURADIO_OUT_OF_SET):
+        kinds[name] = gnuradio_frames(name, n_per_kind, frame_len, seed=1000 + j)
+    high_snr = dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.5)
+    seen = {name: impair(frames, "test", high_snr)[0] for name, frames in kinds.items()}
+    in_impaired = impair(x_in, "test", high_snr)[0]
+    sets = {"in_set_clean": x_in, "in_set_impaired_20_30db": in_impaired, **seen}
+    all_scores = {name: ood_scores(classifier, frames) for name, frames in sets.items()}
+    val_scores = ood_scores(classifier, x_val_clean)
+    out = {"kinds": list(kinds), "frames_per_kind": n_per_kind, "scores": {}}
+    for score in val_scores:
+        threshold = {"mahalanobis": (classifier.manifest.get("out_of_set") or {}).get("threshold"),
+                     "detector": classifier.unknown_threshold}.get(score)
+        if threshold is None:
+            threshold = float(np.quantile(val_scores[score], 0.98))
+        row = {"threshold": threshold}
+        for name, values in all_scores.items():
+            row[name] = float((values[score] > threshold).mean())
+        row["out_of_set_flagged_mean"] = float(np.mean([row[k] for k in kinds]))
+        for group, names in (("seen_kinds", OUT_OF_SET_TRAIN), ("unseen_torchsig", TORCHSIG_UNSEEN),
+                             ("gnuradio", GNURADIO_OUT_OF_SET)):
+            row[f"flagged_mean_{group}"] = float(np.mean([row[k] for k in names]))
+        pooled_ood = np.concatenate([all_scores[k][score] for k in kinds])
+        grid = np.quantile(np.concatenate([pooled_ood, all_scores["in_set_clean"][score]]), np.linspace(0, 1, 41))
+        row["curve"] = {"threshold": grid.tolist(),
+                        "in_set_clean_flagged": [float((all_scores["in_set_clean"][score] > t).mean()) for t in grid],
+                        "out_of_set_flagged": [float((pooled_ood > t).mean()) for t in grid]}
+        out["scores"][score] = row
+        say(f"robustness: unknown flag by {score} (threshold {threshold:.3g}): clean in-set flagged "
+            f"{row['in_set_clean']:.3f}, impaired in-set (20-30 dB) {row['in_set_impaired_20_30db']:.3f}, "
+            f"out-of-set flagged {row['out_of_set_flagged_mean']:.3f} (" + ", ".join(f"{k} {row[k]:.2f}" for k in kinds) + ")")
+    return out
+
+
+def ood_scores(classifier, x) -> dict:
+    """Per-frame out-of-set scores, higher = less like a known class: 1 - max softmax, minus the energy
+    score log-sum-exp of the logits, and (models with statistics) the Mahalanobis score."""
+    logits = classifier.logits(x).astype(np.float64)
+    m = logits.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))[:, 0]
+    out = {"max_softmax": 1 - np.exp(m[:, 0] - lse), "energy": -lse}
+    if classifier.out_of_set is not None:
+        out["mahalanobis"] = classifier.out_of_set_score(x)
+    if classifier.detector is not None:
+        out["detector"] = classifier.unknown_score(x)
+    return out
+
+
+def plot_accuracy_vs_snr(result: dict, path: Path):
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    variants = list(result["variants"])
+    names = list(result["variants"][variants[0]]["originals"])
+    fig, axes = plt.subplots(len(variants), len(names), figsize=(5.2 * len(names), 3.6 * len(variants)), squeeze=False)
+    snr = result["snr_db"]
+    for i, variant in enumerate(variants):
+        res = result["variants"][variant]
+        for j, name in enumerate(names):
+            ax = axes[i, j]
+            ax.plot(snr, res["originals"][name], "k-", lw=2.2, label="noisy originals")
+            for level, row in enumerate(res["levels"]):
+                ax.plot(snr, row[name], "o-", ms=3, lw=1.2, label=f"level {level}")
+            ax.set_title(f"{variant}, {name} classifier", fontsize=9)
+            ax.set_xlabel("SNR (dB, frame power / noise power)")
+            ax.set_ylabel("ModRec accuracy")
+            ax.set_ylim(0, 1.02)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown(report: dict) -> str:
+    """The report's tables: accuracy vs SNR (every 4 dB), the unknown flag, the signal properties."""
+    out = [f"# Real captures: model {report['fingerprint']}", "",
+           "Made by `./dev.sh env python training/robustness.py --model MODEL --out DIR` (training/robustness.py).", ""]
+    sweep = report["accuracy_vs_snr"]
+    snrs = sweep["snr_db"]
+    picks = [i for i, v in enumerate(snrs) if int(v) % 4 == 2 or v == snrs[-1]]
+    for variant, res in sweep["variants"].items():
+        names = list(res["originals"])
+        out += [f"## Accuracy vs SNR, {variant} ({sweep['frames_per_point']} frames per point; "
+                + " / ".join(names) + " classifier)", "",
+                "| SNR (dB) | originals | " + " | ".join(f"L{lv}" for lv in range(len(res["levels"]))) + " |",
+                "|---|---|" + "---|" * len(res["levels"])]
+        for i in picks:
+            cells = [" / ".join(f"{res['originals'][n][i]:.2f}" for n in names)]
+            cells += [" / ".join(f"{row[n][i]:.2f}" for n in names) for row in res["levels"]]
+            out.append(f"| {snrs[i]:.0f} | " + " | ".join(cells) + " |")
+        out.append("")
+    ood = report["out_of_set"]
+    out += ["## Unknown flag (share of frames flagged)", "",
+            "| score | threshold | clean 6Mod | 6Mod at 20-30 dB | out-of-set mean | detector's training kinds "
+            "| unseen torchsig kinds | GNU Radio-made |", "|---|---|---|---|---|---|---|---|"]
+    for score, row in ood["scores"].items():
+        out.append(f"| {score} | {row['threshold']:.3g} | {row['in_set_clean']:.3f} | {row['in_set_impaired_20_30db']:.3f} "
+                   f"| {row['out_of_set_flagged_mean']:.3f} | {row['flagged_mean_seen_kinds']:.3f} "
+                   f"| {row['flagged_mean_unseen_torchsig']:.3f} | {row['flagged_mean_gnuradio']:.3f} |")
+    out += ["", "Per kind:", "", "| score | " + " | ".join(ood["kinds"]) + " |", "|---|" + "---|" * len(ood["kinds"])]
+    for score, row in ood["scores"].items():
+        out.append(f"| {score} | " + " | ".join(f"{row[k]:.2f}" for k in ood["kinds"]) + " |")
+    props = report["signal_properties"]
+    out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
+    for name in ("abs_c40", "c42", "envelope_spread", "occupied_bw", "log_spectral_distance_db", "snr_db"):
+        out += [f"| {name} | " + " | ".join(props["classes"]) + " |", "|---|" + "---|" * len(props["classes"])]
+        if name in props["original"]:
+            out.append("| original | " + " | ".join(f"{v:.2f}" for v in props["original"][name]) + " |")
+        for level, values in props["levels"].items():
+            out.append(f"| L{level} | " + " | ".join(f"{v:.2f}" for v in values[name]) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: int = 100, say=print) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    codec = load_codec(model_dir)
+    classifiers = {"project": load_classifier(model_dir)}
+    try:
+        classifiers["held-out"] = load_classifier(model_dir, kind="heldout_classifier")
+    except Exception:  # pylint: disable=broad-except  (older models have none)
+        say("robustness: no held-out classifier in this model")
+    manifest = codec.manifest.get("provenance", {}).get("data", {})
+    base = Impairments(**manifest["impairments"]) if manifest.get("impairments") else Impairments()
+    snrs = list(range(-4, 31, 2)) if snrs is None else snrs
+    t = time.time()
+    x, y = generate("test", per_class, DataConfig(), progress=False)
+    report = {"model": str(model_dir), "fingerprint": codec.fingerprint_hex, "impairments": base.to_dict(),
+              "classes": list(CLASSES)}
+    report["accuracy_vs_snr"] = accuracy_vs_snr(codec, classifiers, x, y, snrs, base, say)
+    plot_accuracy_vs_snr(report["accuracy_vs_snr"], out_dir / "accuracy_vs_snr.png")
+    xv, _ = generate("val", max(per_class, 100), DataConfig(), progress=False)
+    report["out_of_set"] = out_of_set(classifiers["project"], x, xv, ood_per_kind, codec.frame_len, base, say)
+    recon = {level: codec.decode(codec.encode(x, level), level) for level in range(codec.levels)}
+    report["signal_properties"] = signal_properties.property_table(x, y, recon, CLASSES)
+    report["seconds"] = round(time.time() - t, 1)
+    (out_dir / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out_dir / "robustness.md").write_text(markdown(report))
+    say(f"robustness: report in {out_dir} ({report['seconds']} s)")
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--out", type=Path, default=Path("robustness"), help="output directory")
+    p.add_argument("--per-class", type=int, default=50, help="test frames per class and SNR point (default 50)")
+    p.add_argument("--snr", type=float, nargs="+", default=None, help="SNR points in dB (default -4..30 step 2)")
+    p.add_argument("--ood-per-kind", type=int, default=100, help="frames of each out-of-set signal (default 100)")
+    args = p.parse_args(argv)
+    run(args.model, args.out, args.per_class, args.snr, args.ood_per_kind)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

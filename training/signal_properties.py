@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Salient signal properties of frames, to compare reconstructions with originals: the analysis of
+"Can We Learn to Compress RF Signals?" (cumulants, envelope, band, spectral distance, SNR).
+
+Every function takes complex frames (N, L) and returns one value per frame; numpy only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["cumulants", "envelope_spread", "occupied_bandwidth", "log_spectral_distance", "snr_db",
+           "property_table", "PROPERTIES"]
+
+
+def _unit_power(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.complex128)
+    x = x - x.mean(-1, keepdims=True)
+    p = np.mean(np.abs(x) ** 2, -1, keepdims=True)
+    return x / np.sqrt(np.where(p > 0, p, 1.0))
+
+
+def cumulants(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised fourth-order cumulants (|C40|, C42) per frame, at zero mean and unit power.
+    BPSK: |C40| = 2, C42 = -2; QPSK and higher PSK: C42 = -1; a complex Gaussian (OFDM): 0, 0."""
+    z = _unit_power(x)
+    m20 = np.mean(z * z, -1)
+    m21 = np.mean(np.abs(z) ** 2, -1)
+    c40 = np.mean(z ** 4, -1) - 3 * m20 ** 2
+    c42 = np.mean(np.abs(z) ** 4, -1) - np.abs(m20) ** 2 - 2 * m21 ** 2
+    return np.abs(c40), c42.real
+
+
+def envelope_spread(x: np.ndarray) -> np.ndarray:
+    """std(|x|) / mean(|x|): 0 for a constant-envelope signal (PSK at the symbol instants, FSK)."""
+    a = np.abs(np.asarray(x))
+    m = a.mean(-1)
+    return a.std(-1) / np.where(m > 0, m, 1.0)
+
+
+def _psd(x: np.ndarray, nfft: int = 256) -> np.ndarray:
+    """Welch-like two-sided PSD per frame (Hann, 50 % overlap), fftshifted: (N, nfft)."""
+    x = np.asarray(x)
+    hop = nfft // 2
+    starts = range(0, x.shape[-1] - nfft + 1, hop)
+    w = np.hanning(nfft)
+    spec = np.mean([np.abs(np.fft.fft(x[:, s:s + nfft] * w, axis=-1)) ** 2 for s in starts], axis=0)
+    return np.fft.fftshift(spec, axes=-1)
+
+
+def occupied_bandwidth(x: np.ndarray, share: float = 0.99, nfft: int = 256) -> np.ndarray:
+    """The narrowest centred-on-power band holding `share` of the power, as a fraction of the sample
+    rate: the bins sorted by power, the fewest that add up to `share` (1.0 = the whole band)."""
+    psd = _psd(x, nfft)
+    order = np.sort(psd, -1)[:, ::-1]
+    cum = np.cumsum(order, -1) / np.maximum(order.sum(-1, keepdims=True), 1e-30)
+    return (np.argmax(cum >= share, -1) + 1) / nfft
+
+
+def log_spectral_distance(x: np.ndarray, xhat: np.ndarray, nfft: int = 256) -> np.ndarray:
+    """RMS over frequency of the difference of the two PSDs in dB (each normalised to unit power)."""
+    p, q = _psd(x, nfft), _psd(xhat, nfft)
+    p = p / np.maximum(p.sum(-1, keepdims=True), 1e-30)
+    q = q / np.maximum(q.sum(-1, keepdims=True), 1e-30)
+    d = 10 * np.log10(np.maximum(p, 1e-12)) - 10 * np.log10(np.maximum(q, 1e-12))
+    return np.sqrt(np.mean(d ** 2, -1))
+
+
+def snr_db(x: np.ndarray, xhat: np.ndarray) -> np.ndarray:
+    """Per-frame reconstruction SNR, dB."""
+    err = np.sum(np.abs(np.asarray(x) - np.asarray(xhat)) ** 2, -1)
+    return 10 * np.log10(np.sum(np.abs(np.asarray(x)) ** 2, -1) / np.maximum(err, 1e-30))
+
+
+PROPERTIES = ("abs_c40", "c42", "envelope_spread", "occupied_bw")
+
+
+def frame_properties(x: np.ndarray) -> dict[str, np.ndarray]:
+    c40, c42 = cumulants(x)
+    return {"abs_c40": c40, "c42": c42, "envelope_spread": envelope_spread(x), "occupied_bw": occupied_bandwidth(x)}
+
+
+def property_table(x: np.ndarray, y: np.ndarray, recon: dict, classes) -> dict:
+    """Means per class of every property, for the originals and for each level's reconstructions,
+    plus the log-spectral distance and SNR of the reconstructions. ``recon``: level -> frames."""
+    def by_class(values: dict) -> dict:
+        return {name: [float(v[y == c].mean()) for c in range(len(classes))] for name, v in values.items()}
+
+    out = {"classes": list(classes), "original": by_class(frame_properties(x)), "levels": {}}
+    for level, xhat in sorted(recon.items()):
+        props = frame_properties(xhat)
+        props["log_spectral_distance_db"] = log_spectral_distance(x, xhat)
+        props["snr_db"] = snr_db(x, xhat)
+        out["levels"][str(level)] = by_class(props)
+    return out
