@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pmt
 import pytest
 
 from conftest import ROOT, random_frames
@@ -182,7 +183,9 @@ def test_encoder_decoder_loopback_keeps_sample_alignment(tiny_model_dir):
 
     x = random_frames(np.random.default_rng(3), 20).reshape(-1)
     tb = gr.top_block()
-    source = blocks.vector_source_c(x.tolist(), False)
+    # the end of the input is marked hqarf_flush, so the 4-frame tail goes out too
+    end = gr.tag_utils.python_to_tag((len(x) - 1, pmt.intern("hqarf_flush"), pmt.PMT_T))
+    source = blocks.vector_source_c(x.tolist(), False, 1, [end])
     encoder = hqarf.encoder(model=str(tiny_model_dir), level=1, frames_per_pdu=8)
     decoder = hqarf.decoder(model=str(tiny_model_dir))
     sink = blocks.vector_sink_c()
