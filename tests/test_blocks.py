@@ -286,19 +286,25 @@ def test_decoder_idles_without_spinning_and_stops(tiny_model_dir, codec, rng):
 
 
 # -- modrec sink ----------------------------------------------------------------------------------
-def test_modrec_sink_agrees_with_the_classifier(tiny_model_dir, classifier, rng):
-    x = random_frames(rng, 30)
+def run_modrec_sink(samples, tags=(), **kwargs):
+    """vector source -> hqarf.modrec_sink(**kwargs) -> message_debug; returns (sink, messages as dicts)."""
     tb = gr.top_block()
-    tags = [tag(10 * L, "true_label", pmt.from_long(4)), tag(20 * L + 1, "true_label", pmt.intern("4ask"))]
-    source = blocks.vector_source_c(np.concatenate([x.reshape(-1), x[0, :100]]).tolist(), False, 1, tags)
-    sink = hqarf.modrec_sink(model=tiny_model_dir, true_label=2)
+    source = blocks.vector_source_c(np.asarray(samples).reshape(-1).tolist(), False, 1, list(tags))
+    sink = hqarf.modrec_sink(**kwargs)
     store = blocks.message_debug()
     tb.connect(source, sink)
     tb.msg_connect(sink, "classification", store, "store")
     tb.run()
+    return sink, flowgraphs.classifications_from(store)
+
+
+def test_modrec_sink_agrees_with_the_classifier(tiny_model_dir, classifier, rng):
+    x = random_frames(rng, 30)
+    tags = [tag(10 * L, "true_label", pmt.from_long(4)), tag(20 * L + 1, "true_label", pmt.intern("4ask"))]
+    sink, messages = run_modrec_sink(np.concatenate([x.reshape(-1), x[0, :100]]), tags, model=tiny_model_dir,
+                                     true_label=2)
     predicted = classifier.predict(x)
     truth = np.array([2] * 10 + [4] * 11 + [0] * 9)  # the mid-frame tag applies from frame 21
-    messages = flowgraphs.classifications_from(store)
     assert [m["class_index"] for m in messages] == predicted.tolist()
     assert [m["class"] for m in messages] == [classifier.classes[p] for p in predicted]
     assert [m["offset"] for m in messages] == [i * L for i in range(30)]
@@ -361,14 +367,7 @@ def test_modrec_sink_flags_frames_its_unknown_detector_scores_above_the_threshol
     expected = clf.classify(x)
     assert expected["unknown"].sum() == 1 and expected["unknown"][np.argmax(scores)]
 
-    tb = gr.top_block()
-    source = blocks.vector_source_c(x.reshape(-1).tolist(), False)
-    sink = hqarf.modrec_sink(model=model, true_label=0)
-    store = blocks.message_debug()
-    tb.connect(source, sink)
-    tb.msg_connect(sink, "classification", store, "store")
-    tb.run()
-    messages = flowgraphs.classifications_from(store)
+    sink, messages = run_modrec_sink(x, model=model, true_label=0)
     assert [m["unknown"] for m in messages] == expected["unknown"].tolist()
     np.testing.assert_allclose([m["unknown_score"] for m in messages], scores, rtol=1e-5)
     assert sink.counters()["unknown"] == 1 and sum(sink.histogram().values()) == 6

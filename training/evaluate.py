@@ -225,6 +225,15 @@ def previous_model() -> dict | None:
         return None
 
 
+def style_accuracy_axes(ax, xlabel: str, legend_loc: str):
+    """The look of every accuracy plot of the reports: labels, 0-1 range, grid, small legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("ModRec accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc=legend_loc)
+
+
 def plots(report, x, y, recon, classes, out_dir: Path):
     import matplotlib
     matplotlib.use("Agg")
@@ -249,11 +258,7 @@ def plots(report, x, y, recon, classes, out_dir: Path):
     ax.set_xscale("log")
     ax.set_xticks(levels_cr, [f"{c:.0f}" for c in levels_cr])
     ax.minorticks_off()
-    ax.set_xlabel("compression ratio vs complex float32 (bits)")
-    ax.set_ylabel("ModRec accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    style_accuracy_axes(ax, "compression ratio vs complex float32 (bits)", "lower left")
     fig.tight_layout()
     fig.savefig(out_dir / "accuracy_vs_cr.png", dpi=120)
     plt.close(fig)

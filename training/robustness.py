@@ -24,6 +24,7 @@ from hqarf.classifier import load_classifier  # noqa: E402
 from hqarf.codec import load_codec  # noqa: E402
 from training.data import CLASSES, OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
 from training import signal_properties  # noqa: E402
+from training.evaluate import style_accuracy_axes  # noqa: E402
 
 # Out-of-set torchsig classes (none of them in 6Mod); the report gives each one's flag rate, because
 # some are near relatives of an in-set class (ofdm-64 of ofdm-256, 16qam of 32qam_cross).
@@ -165,11 +166,7 @@ def plot_accuracy_vs_snr(result: dict, path: Path):
             for level, row in enumerate(res["levels"]):
                 ax.plot(snr, row[name], "o-", ms=3, lw=1.2, label=f"level {level}")
             ax.set_title(f"{variant}, {name} classifier", fontsize=9)
-            ax.set_xlabel("SNR (dB, frame power / noise power)")
-            ax.set_ylabel("ModRec accuracy")
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="lower right")
+            style_accuracy_axes(ax, "SNR (dB, frame power / noise power)", "lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -80,24 +80,16 @@ def check_runtime(name) -> str:
     return name
 
 
-class _Encode(nn.Module):
-    def __init__(self, model, level):
+class _LevelFunction(nn.Module):
+    """model.encode or model.decode at one level, as a module to trace or export."""
+
+    def __init__(self, model, method: str, level: int):
         super().__init__()
-        self.model, self.level = model, level
+        self.model, self.method, self.level = model, method, level
         self.eval()
 
     def forward(self, x):
-        return self.model.encode(x, self.level)
-
-
-class _Decode(nn.Module):
-    def __init__(self, model, level):
-        super().__init__()
-        self.model, self.level = model, level
-        self.eval()
-
-    def forward(self, idx):
-        return self.model.decode(idx, self.level)
+        return getattr(self.model, self.method)(x, self.level)
 
 
 class _Whole(nn.Module):
@@ -149,10 +141,8 @@ class Runtime:
             raise ValueError("runtime 'onnx' runs on the CPU only (use torch or torchscript with a GPU)")
 
     def _wrapper(self, kind, level):
-        if kind == "encode":
-            return _Encode(self.module, level)
-        if kind == "decode":
-            return _Decode(self.module, level)
+        if kind in ("encode", "decode"):
+            return _LevelFunction(self.module, kind, level)
         return _Whole(self.module)
 
     def _graph(self, kind, level):
