@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# The one entry point for developers and CI: ./dev.sh setup | demo | test | bench | train | grc | env
+# The one entry point for developers and CI: ./dev.sh setup | demo | test | bench | train | grc | fuzz | soak | env
 # Every command runs the idempotent set-up first (Debian packages, .venv, Python packages).
 set -euo pipefail
 caller_dir="$PWD"
@@ -33,6 +33,7 @@ case "$cmd" in
     cd "$caller_dir"   # FILE.grc arguments are relative to where ./dev.sh was called from
     exec "$py" "$grc" "$@" ;;
   fuzz)  exec "$py" scripts/fuzz_readers.py "$@" ;;
+  soak)  exec "$py" scripts/soak.py "$@" ;;   # sensor and cloud in two processes over ZMQ (README Robustness)
   env)   cd "$caller_dir"; [ $# -gt 0 ] && exec "$@"; echo "PYTHONPATH=$PYTHONPATH GRC_BLOCKS_PATH=$GRC_BLOCKS_PATH python=$py" ;;
-  *) echo "usage: ./dev.sh setup|demo|test|bench|train|grc|env [args]" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh setup|demo|test|bench|train|grc|fuzz|soak|env [args]" >&2; exit 2 ;;
 esac

@@ -3,6 +3,8 @@
 confinement, the sequence policy and saturation. Each test failed before its fix."""
 import json
 import os
+import threading
+import time
 import tracemalloc
 import warnings
 
@@ -219,11 +221,85 @@ def test_loopback_delivers_the_tail_through_the_flush_tag(tiny_model_dir, rng):
 def test_decoder_counts_what_is_queued_at_stop(tiny_model_dir, rng):
     codec = hqarf.load_codec(tiny_model_dir)
     decoder = hqarf.decoder(model=tiny_model_dir)
-    decoder.to_basic_block()._post(PDUS, as_pdu(codec.compress(random_frames(rng, 3), 4)))
-    decoder._handle(as_pdu(codec.compress(random_frames(rng, 7), 4, sequence=1)))  # queued, never run
+    decoder._handle(as_pdu(codec.compress(random_frames(rng, 7), 4, sequence=0)))  # queued, never run
+    decoder.to_basic_block()._post(PDUS, as_pdu(codec.compress(random_frames(rng, 3), 4, sequence=1)))  # not handled
     decoder.stop()
     c = decoder.counters()
-    assert (c["lost_at_stop_frames"], c["lost_at_stop_messages"], c["queued"]) == (7, 1, 0)
+    assert (c["lost_at_stop_frames"], c["lost_at_stop_messages"], c["queued"]) == (10, 2, 0)
+    assert c["received_frames"] == 10 and decoder.to_basic_block().nmsgs(PDUS) == 0
+
+
+class HeldSink(hqarf.modrec_sink):
+    """A ModRec sink that reads at most 16 frames per call and, from its second call on, holds
+    that call until `release` is set: a busy sink, reproducibly (what it reads it classifies)."""
+
+    def __init__(self, model):
+        hqarf.modrec_sink.__init__(self, model=model)
+        self.release, self.calls = threading.Event(), 0
+
+    def general_work(self, input_items, output_items):
+        self.calls += 1
+        if self.calls > 1:
+            self.release.wait(600)
+        samples = input_items[0][:16 * L]
+        self._work(samples)
+        self.consume(0, len(samples))
+        return 0
+
+
+def post_pdus(decoder, blobs):
+    for blob in blobs:
+        decoder.to_basic_block()._post(PDUS, as_pdu(blob))
+
+
+def test_stop_counts_what_the_decoder_queued_and_the_sink_never_read(tiny_model_dir, rng):
+    codec = hqarf.load_codec(tiny_model_dir)
+    tb = gr.top_block()
+    decoder = hqarf.decoder(model=tiny_model_dir)
+    sink = HeldSink(tiny_model_dir)
+    tb.connect(decoder, sink)
+    post_pdus(decoder, [codec.compress(random_frames(rng, 16), 4, sequence=s) for s in range(20)])
+    tb.start()
+    try:  # wait until the decoder wrote beyond the 32 frames the sink read (the deadline: a hang guard)
+        deadline = time.monotonic() + 600
+        while not (sink.calls > 1 and decoder.counters()["decoded_frames"] > 32) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        tb.stop()
+        sink.release.set()
+        tb.wait()
+    flowgraphs.account_stop(decoder, sink)
+    c, m = decoder.counters(), sink.counters()
+    assert m["frames"] == 32 and c["received_frames"] == 320
+    assert c["lost_at_stop_frames"] > 0 and m["lost_at_stop_frames"] > 0
+    assert m["frames"] + m["lost_at_stop_frames"] + c["lost_at_stop_frames"] == 320
+    assert c["decoded_frames"] == m["frames"] + m["lost_at_stop_frames"]
+    assert flowgraphs.account_stop(decoder, sink) == 0  # counted once
+
+
+def test_cloud_drain_delivers_everything_queued(tiny_model_dir, rng):
+    codec = hqarf.load_codec(tiny_model_dir)
+    cloud = flowgraphs.cloud(tiny_model_dir, "tcp://127.0.0.1:1", max_queue=64)  # nobody publishes there
+    post_pdus(cloud.decoder, [codec.compress(random_frames(rng, 16), 2, sequence=s) for s in range(20)])
+    cloud.start()
+    assert cloud.drain(timeout_s=600)
+    assert cloud.modrec.frames() == 320 == cloud.decoder.counters()["decoded_frames"]
+    assert cloud.lost() == {"decoder_queue_at_stop": 0, "decoder_failed": 0, "sink_unread_at_stop": 0}
+
+
+def test_loopback_stopped_early_accounts_for_every_frame(tiny_model_dir, rng):
+    """Loopback.wait() counts what the sink never read: classified + lost == encoded, whatever the
+    moment of the stop."""
+    tb = flowgraphs.loopback(tiny_model_dir, 1, random_frames(rng, 400), frames_per_pdu=16)
+    tb.start()
+    deadline = time.monotonic() + 600
+    while tb.modrec.frames() == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    tb.stop()
+    tb.wait()
+    c, m, e = tb.decoder.counters(), tb.modrec.counters(), tb.encoder.counters()
+    assert c["received_frames"] == e["frames_encoded"]  # PDUs not yet handled at stop are counted too
+    assert m["frames"] + m["lost_at_stop_frames"] + c["lost_at_stop_frames"] + c["frames_dropped"] == c["received_frames"]
 
 
 # -- 5: weights ------------------------------------------------------------------------------------

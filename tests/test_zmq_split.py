@@ -36,7 +36,7 @@ def test_sensor_to_cloud_over_zmq(tiny_model_dir, rng, level, frames_per_pdu):
     assert sensor.address.startswith("tcp://127.0.0.1:")
     cloud = flowgraphs.cloud(tiny_model_dir, sensor.address, max_queue=count + 1, collect=True,
                              keep_samples=True)
-    flowgraphs.run_split(sensor, cloud, count, timeout_s=60)
+    flowgraphs.run_split(sensor, cloud, count)
 
     blobs = flowgraphs.pdus_from(sensor.pdus)
     assert len(blobs) == -(-count // frames_per_pdu)
@@ -65,9 +65,10 @@ def test_cloud_with_another_model_drops_everything_and_keeps_running(tiny_model_
     cloud = flowgraphs.cloud(other_model_dir, sensor.address, classifier_model=tiny_model_dir)
     cloud.start()
     try:
-        time.sleep(0.5)
-        sensor.run()
-        deadline = time.monotonic() + 20
+        sensor.start()
+        flowgraphs.connect(sensor, cloud.handshake)  # no PDU leaves before the subscription is there
+        sensor.wait()
+        deadline = time.monotonic() + 300  # a hang guard: the two PDUs are on their way
         while cloud.decoder.counters()["received"] < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:

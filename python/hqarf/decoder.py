@@ -78,8 +78,9 @@ class decoder(gr.sync_block):
     than the largest message the model accepts (wire.MAX_FRAMES frames) is refused before it is
     copied (`dropped_length`).
 
-    Stop: frames still queued when the flowgraph is stopped (tb.stop() of a running cloud) are
-    counted in `lost_at_stop_frames` / `lost_at_stop_messages` and logged; to deliver them, post
+    Stop: frames still queued when the flowgraph is stopped (tb.stop() of a running cloud), and
+    those of PDUs still waiting for the message handler then, are counted in
+    `lost_at_stop_frames` / `lost_at_stop_messages` and logged; to deliver them, post
     "done" to the `system` port and let the block finish (flowgraphs.Cloud.drain).
 
     End: with no data the block sleeps in the scheduler (no spinning) and wakes when a message
@@ -92,9 +93,15 @@ class decoder(gr.sync_block):
     torch's setting alone) as for hqarf.encoder; queued PDUs of one level are decoded together
     (up to BATCH_FRAMES frames per call) in chunks of `codec.chunk` frames.
 
-    Counters: `counters()` returns received, accepted, decoded_messages, decoded_frames,
+    Frame accounting: `received_frames` counts the frames of every PDU that passed validation;
+    each of them is decoded (`decoded_frames`), dropped as a duplicate or for overflow
+    (`frames_dropped`), lost in a failed decode (`frames_failed`) or still queued / lost at stop
+    (`queued_frames`, `lost_at_stop_frames`). PDUs refused by validation have no trusted frame
+    count: they are counted as messages (`dropped_<reason>`).
+
+    Counters: `counters()` returns received, received_frames, accepted, decoded_messages, decoded_frames,
     dropped_malformed, dropped_<reason> for every wire reason, dropped_overflow, sequence_gaps,
-    missing_messages, dropped_duplicate, reordered, decode_errors, frames_failed, lost_at_stop_frames,
+    missing_messages, dropped_duplicate, reordered, decode_errors, frames_failed, frames_dropped, lost_at_stop_frames,
     lost_at_stop_messages, queued, queued_frames.
     """
 
@@ -119,10 +126,10 @@ class decoder(gr.sync_block):
         self._max_bytes = self.codec.max_message_size
         self._warned: set = set()
         self._level_pmt = [pmt.from_long(level) for level in range(self.codec.levels)]
-        self._counts = {"received": 0, "accepted": 0, "decoded_messages": 0, "decoded_frames": 0,
+        self._counts = {"received": 0, "received_frames": 0, "accepted": 0, "decoded_messages": 0, "decoded_frames": 0,
                         "dropped_malformed": 0, **{f"dropped_{r}": 0 for r in WIRE_REASONS},
                         "dropped_overflow": 0, "dropped_duplicate": 0, "sequence_gaps": 0, "missing_messages": 0,
-                        "reordered": 0, "decode_errors": 0, "frames_failed": 0,
+                        "reordered": 0, "decode_errors": 0, "frames_failed": 0, "frames_dropped": 0,
                         "lost_at_stop_frames": 0, "lost_at_stop_messages": 0}
 
     def counters(self) -> dict:
@@ -156,13 +163,16 @@ class decoder(gr.sync_block):
             reason = getattr(exc, "reason", "malformed")
             self._drop(reason if reason in WIRE_REASONS else "malformed", f"dropping PDU: {exc}")
             return
+        self._counts["received_frames"] += message.frames
         if not self._track_sequence(message.sequence):
+            self._counts["frames_dropped"] += message.frames
             self._drop("duplicate", f"dropping PDU {message.sequence}: already received (a replay or "
                                     f"duplicate)")
             return
         self._counts["accepted"] += 1
         if (len(self._queue) >= self.max_queue
                 or self._queued_frames + message.frames > self.max_queued_frames):
+            self._counts["frames_dropped"] += message.frames
             self._drop("overflow", f"decoder queue full ({len(self._queue)} messages, {self._queued_frames} "
                                    f"frames; limits {self.max_queue} and {self.max_queued_frames}): dropping "
                                    f"PDUs until it drains; consider larger limits or a lower rate")
@@ -278,6 +288,14 @@ class decoder(gr.sync_block):
 
     def stop(self):
         try:
+            # PDUs still waiting in the message queue (the flowgraph stopped before their handler
+            # ran) are validated and queued like any other, so they are counted below.
+            raw = self.to_basic_block()
+            for _ in range(raw.nmsgs(PDUS)):
+                msg = raw.delete_head_nowait(PDUS)
+                if msg is None:
+                    break
+                self.handle_pdu(msg)
             if self._queue:  # the flowgraph was stopped before these were emitted
                 self._counts["lost_at_stop_messages"] += len(self._queue)
                 self._counts["lost_at_stop_frames"] += sum(e.message.frames - e.done for e in self._queue)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,64 @@ def frame_source(frames, labels=None, repeat=False):
     source = blocks.vector_source_c(frames.reshape(-1).tolist(), repeat, 1, tags)
     source.set_min_output_buffer(SOURCE_BUFFER)
     return source
+
+
+# What a Sensor publishes (before its first frame) until its Cloud has seen one: a ZMQ PUB socket
+# drops what it sends before the subscription has reached it, and that takes an unknown time.
+PROBE = "hqarf_probe"
+
+
+class Gate(gr.sync_block):
+    """Passes complex samples through once `open()` was called; until then the stream waits."""
+
+    def __init__(self):
+        gr.sync_block.__init__(self, name="hqarf_gate", in_sig=[np.complex64], out_sig=[np.complex64])
+        self._open = threading.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def work(self, input_items, output_items):
+        if not self._open.wait(0.05):
+            return 0
+        n = min(len(input_items[0]), len(output_items[0]))
+        output_items[0][:n] = input_items[0][:n]
+        return n
+
+
+class Handshake(gr.basic_block):
+    """Message pass-through that swallows and counts PROBE symbols (the sensor's hello)."""
+
+    def __init__(self):
+        gr.basic_block.__init__(self, name="hqarf_handshake", in_sig=None, out_sig=None)
+        self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("out"))
+        self.set_msg_handler(pmt.intern("in"), self.handle)
+        self.probes = 0
+        self.passed = 0
+
+    def handle(self, msg):
+        if pmt.is_symbol(msg) and pmt.symbol_to_string(msg) == PROBE:
+            self.probes += 1
+        else:
+            self.passed += 1
+            self.message_port_pub(pmt.intern("out"), msg)
+
+
+def connect(sensor_tb, handshake, timeout_s: float = 300.0, period_s: float = 0.05) -> int:
+    """With both flowgraphs started: probe until `handshake` (the cloud's) has seen one, then open
+    the sensor's gate. No frame is sent before the subscription is in place, however long it took.
+    Returns the probes sent; raises TimeoutError after `timeout_s` (only a broken link takes that)."""
+    deadline = time.monotonic() + timeout_s
+    sent = 0
+    while handshake.probes == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no probe reached the cloud in {timeout_s} s ({sent} sent)")
+        sensor_tb.probe()
+        sent += 1
+        time.sleep(period_s)
+    sensor_tb.gate.open()
+    return sent
 
 
 class PduCounter(gr.basic_block):
@@ -114,14 +173,28 @@ class Loopback(gr.top_block):
             self.connect(self.decoder, self.samples)
 
 
+    def wait(self):
+        """Wait for the end, then count frames the ModRec sink never read (stopped early)."""
+        gr.top_block.wait(self)
+        account_stop(self.decoder, self.modrec)
+
+
+def account_stop(decoder_block, sink_block) -> int:
+    """After a decoder -> modrec_sink flowgraph stopped: frames the decoder produced that the sink
+    never read are counted in the sink's lost_at_stop_frames (modrec_sink.account_stop)."""
+    return sink_block.account_stop(decoder_block.nitems_written(0))
+
+
 def loopback(model, level, source_frames, **kwargs) -> Loopback:
     """Build (not run) a loopback flowgraph; see Loopback. tb.run() returns when all is through."""
     return Loopback(model, level, source_frames, **kwargs)
 
 
 class Sensor(gr.top_block):
-    """frames -> encoder -> ZMQ PUB message sink bound to `address` (`self.address` is the real
-    endpoint, so "tcp://127.0.0.1:*" picks a free port). `counter` measures what is published."""
+    """frames -> gate -> encoder -> ZMQ PUB message sink bound to `address` (`self.address` is the
+    real endpoint, so "tcp://127.0.0.1:*" picks a free port). `counter` measures what is published.
+    The gate holds the frames back until `gate.open()`: `connect()` (run_split does it) opens it
+    once the cloud has received a `probe()`, so no PDU goes out before anyone listens."""
 
     def __init__(self, model, level, source_frames, address="tcp://127.0.0.1:*", labels=None,
                  frames_per_pdu=16, device="cpu", num_threads=1, timeout_ms=100, collect=False):
@@ -133,7 +206,8 @@ class Sensor(gr.top_block):
         self.publisher = zeromq.pub_msg_sink(address, timeout_ms, True)
         self.address = self.publisher.last_endpoint()
         self.counter = PduCounter()
-        self.connect(self.source, self.encoder)
+        self.gate = Gate()
+        self.connect(self.source, self.gate, self.encoder)
         self.msg_connect(self.encoder, "pdus", self.publisher, "in")
         self.msg_connect(self.encoder, "pdus", self.counter, "in")
         self.pdus = None
@@ -142,13 +216,19 @@ class Sensor(gr.top_block):
             self.msg_connect(self.encoder, "pdus", self.pdus, "store")
 
 
+    def probe(self) -> None:
+        """Publish one PROBE (the flowgraph must be running)."""
+        self.publisher.to_basic_block()._post(pmt.intern("in"), pmt.intern(PROBE))
+
+
 def sensor(model, level, source_frames, **kwargs) -> Sensor:
     return Sensor(model, level, source_frames, **kwargs)
 
 
 class Cloud(gr.top_block):
-    """ZMQ SUB message source connected to `address` -> decoder -> modrec_sink. Runs until stopped.
-    `collect`, `keep_samples` and `classifier_model` as in Loopback."""
+    """ZMQ SUB message source connected to `address` -> handshake -> decoder -> modrec_sink. Runs
+    until stopped. `collect`, `keep_samples` and `classifier_model` as in Loopback; `handshake`
+    counts (and keeps from the decoder) a Sensor's probes."""
 
     def __init__(self, model, address, true_label=-1, max_queue=64, device="cpu", num_threads=1,
                  timeout_ms=100, collect=False, keep_samples=False, classifier_model=None):
@@ -158,7 +238,9 @@ class Cloud(gr.top_block):
         self.decoder = decoder(model=model, device=device, max_queue=max_queue)
         self.modrec = modrec_sink(model=model if classifier_model is None else classifier_model,
                                   true_label=true_label, device=device, num_threads=num_threads)
-        self.msg_connect(self.subscriber, "out", self.decoder, "pdus")
+        self.handshake = Handshake()
+        self.msg_connect(self.subscriber, "out", self.handshake, "in")
+        self.msg_connect(self.handshake, "out", self.decoder, "pdus")
         self.connect(self.decoder, self.modrec)
         self.classified = self.samples = None
         if collect:
@@ -168,6 +250,16 @@ class Cloud(gr.top_block):
             self.samples = blocks.vector_sink_c()
             self.connect(self.decoder, self.samples)
 
+    def wait(self):
+        """Wait for the end, then count frames the ModRec sink never read (stopped early)."""
+        gr.top_block.wait(self)
+        account_stop(self.decoder, self.modrec)
+
+    def lost(self) -> dict:
+        """Frames lost in this flowgraph, by cause (after it stopped)."""
+        c, m = self.decoder.counters(), self.modrec.counters()
+        return {"decoder_queue_at_stop": c["lost_at_stop_frames"], "decoder_failed": c["frames_failed"],
+                "sink_unread_at_stop": m["lost_at_stop_frames"]}
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Deliver what is queued, then stop: post "done" to the decoder, which finishes once its
@@ -191,18 +283,18 @@ def cloud(model, address, **kwargs) -> Cloud:
     return Cloud(model, address, **kwargs)
 
 
-def run_split(sensor_tb: Sensor, cloud_tb: Cloud, frames: int, timeout_s: float = 60.0,
-              settle_s: float = 0.5) -> float:
+def run_split(sensor_tb: Sensor, cloud_tb: Cloud, frames: int, timeout_s: float = 300.0) -> float:
     """Run a sensor and a cloud flowgraph until the cloud has classified `frames` frames.
 
-    The cloud starts first and gets `settle_s` to subscribe (a PUB socket drops what it sends
-    before a subscriber is connected). Returns the seconds from sensor start to the last frame;
-    raises TimeoutError (after stopping both) if the frames do not all arrive in `timeout_s`."""
+    Both start; the sensor's frames wait at its gate until a probe has reached the cloud
+    (`connect`: a PUB socket drops what it sends before a subscriber is connected). Returns the
+    seconds from the gate opening to the last frame; raises TimeoutError (after stopping both) if
+    the frames do not all arrive in `timeout_s` (a hang guard: the result does not depend on it)."""
     cloud_tb.start()
     try:
-        time.sleep(settle_s)
-        began = time.monotonic()
         sensor_tb.start()
+        connect(sensor_tb, cloud_tb.handshake, timeout_s)
+        began = time.monotonic()
         deadline = began + timeout_s
         while cloud_tb.modrec.frames() < frames and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -55,6 +55,13 @@ class modrec_sink(gr.basic_block):
     (`samples_nonfinite`), warned about once; a malformed true_label tag is ignored and warned
     about once. Errors never stop the flowgraph.
 
+    Stop: frames still in the sink's input when the flowgraph is stopped (tb.stop() while the
+    upstream block was ahead) are never classified. A block cannot see its unread input, so the
+    flowgraph that stops it reports what its upstream produced: `account_stop(produced_samples)`
+    counts the difference in `lost_at_stop_frames` and logs it (flowgraphs.Loopback and
+    flowgraphs.Cloud do it in wait(); a hand-built flowgraph passes the upstream block's
+    `nitems_written(0)`). To classify them instead, let the upstream finish (flowgraphs.Cloud.drain).
+
     Speed: `runtime` ("torch" default, "torchscript"; "onnx" runs TorchScript, see
     hqarf.classifier) and `num_threads` (1; 0 = leave torch's setting alone) as for hqarf.encoder;
     torch's process-wide thread count is not changed for other blocks.
@@ -88,6 +95,8 @@ class modrec_sink(gr.basic_block):
         self.samples_dropped = 0
         self.samples_nonfinite = 0
         self.errors = 0
+        self.lost_at_stop_frames = 0
+        self._accounted = 0                    # upstream samples already accounted for at a stop
         self._warned: set = set()
         self._last_summary = time.monotonic()
 
@@ -118,7 +127,7 @@ class modrec_sink(gr.basic_block):
         return {"frames": self._frames, "scored": self._scored, "correct": self._correct,
                 "unknown": self._unknown_count,
                 "samples_dropped": self.samples_dropped, "samples_nonfinite": self.samples_nonfinite,
-                "errors": self.errors}
+                "errors": self.errors, "lost_at_stop_frames": self.lost_at_stop_frames}
 
     def summary(self) -> str:
         top = sorted(self.histogram().items(), key=lambda kv: -kv[1])[:3]
@@ -233,6 +242,24 @@ class modrec_sink(gr.basic_block):
         except Exception:
             pass
         return True
+
+    def account_stop(self, produced_samples: int) -> int:
+        """After the flowgraph has stopped: `produced_samples` (the upstream block's
+        nitems_written(0)) minus what this sink read are frames it never classified. Counts them
+        in `lost_at_stop_frames`, logs one line, returns the count (0 when all were read).
+        Calling it again counts only what was produced since (wait() may run more than once)."""
+        try:
+            produced, read = int(produced_samples), int(self.nitems_read(0))
+        except Exception as exc:  # not started, or already torn down
+            self.logger.error(f"cannot account for unread input at stop: {exc!r}")
+            return 0
+        frames = max(0, produced - max(read, self._accounted)) // self.frame_len
+        self._accounted = max(self._accounted, produced)
+        if frames:
+            self.lost_at_stop_frames += frames
+            self.logger.warn(f"stopped with {frames} frames not yet classified (they were in the input "
+                             f"when the flowgraph stopped); counted in lost_at_stop_frames")
+        return frames
 
     def _warn_once(self, kind: str, text: str) -> None:
         if kind not in self._warned:
