@@ -33,6 +33,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+MARK = "SOAK "  # the child's protocol lines; anything else it prints (GNU Radio's log) is passed on
+
+
+def say(obj) -> None:
+    print(MARK + json.dumps(obj), flush=True)
+
+
+def hear(child) -> dict:
+    """The child's next protocol line as a dict ({} at its end); other lines go to stderr."""
+    for line in child.stdout:
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+        sys.stderr.write("sensor: " + line)
+    return {}
+
+
 def rss_mib(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -127,7 +143,7 @@ def run_sensor(args) -> int:
     tb.msg_connect(enc, "pdus", pub, "in")
     tb.msg_connect(enc, "pdus", counter, "in")
     tb.start()
-    print(json.dumps({"address": pub.last_endpoint()}), flush=True)
+    say({"address": pub.last_endpoint()})
     probe = pmt.intern(flowgraphs.PROBE)
     for line in sys.stdin:
         cmd = line.strip()
@@ -136,10 +152,9 @@ def run_sensor(args) -> int:
         elif cmd == "go":
             gate.set()
             tb.wait()
-            print(json.dumps({"sensor": {**enc.counters(), "pdus_published": counter.pdus,
-                                         "payload_bytes": counter.payload_bytes,
-                                         "socket_bytes": counter.serialized_bytes,
-                                         "source_frames": source.sent}}), flush=True)
+            say({"sensor": {**enc.counters(), "pdus_published": counter.pdus,
+                            "payload_bytes": counter.payload_bytes, "socket_bytes": counter.serialized_bytes,
+                            "source_frames": source.sent}})
         elif cmd == "exit":
             break
     tb.stop()
@@ -179,8 +194,9 @@ def run_cloud(args) -> dict:
     child = subprocess.Popen(child_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ)
     result = {"frames": args.frames, "level": args.level, "rate_fps": args.rate, "capacity_fps": capacity,
               "frames_per_pdu": args.frames_per_pdu, "model": codec.fingerprint_hex}
+    tb, stopped = None, False
     try:
-        hello = json.loads(child.stdout.readline() or "{}")
+        hello = hear(child)
         if "address" not in hello:
             raise RuntimeError(f"the sensor process did not start (exit {child.wait()})")
         tb = gr.top_block("hqarf soak cloud")
@@ -216,7 +232,7 @@ def run_cloud(args) -> dict:
         sampler.start()
         child.stdin.write("go\n")
         child.stdin.flush()
-        sensor = json.loads(child.stdout.readline() or "{}").get("sensor")
+        sensor = hear(child).get("sensor")
         if sensor is None:
             raise RuntimeError(f"the sensor process ended without its figures (exit {child.wait()})")
         # Everything the sensor published is on its way: wait until it arrived or stopped arriving.
@@ -237,11 +253,15 @@ def run_cloud(args) -> dict:
         sampler.join()
         tb.stop()
         tb.wait()
+        stopped = True
         flowgraphs.account_stop(dec, sink)
         child.stdin.write("exit\n")
         child.stdin.flush()
         child.wait(timeout=60)
     finally:
+        if tb is not None and not stopped:
+            tb.stop()
+            tb.wait()
         if child.poll() is None:
             child.kill()
             child.wait()
@@ -292,7 +312,8 @@ def report(r: dict, out=sys.stdout) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     cap = f", cloud capacity measured {r['capacity_fps']:.0f} frames/s" if r["capacity_fps"] else ""
     p(f"soak: {r['frames']} frames at level {r['level']}, {r['frames_per_pdu']} frames per PDU, "
-      f"paced at {r['rate_fps']:.0f} frames/s{cap}; model {r['model']}; {r['seconds']} s")
+      f"{'paced at %.0f frames/s' % r['rate_fps'] if r['rate_fps'] > 0 else 'unpaced'}{cap}; model {r['model']}; "
+      f"{r['seconds']} s")
     acc = f", accuracy {r['accuracy']:.3f}" if r["accuracy"] is not None else ""
     p(f"  frames sent {r['frames_sent']} in {r['pdus_sent']} PDUs / received {r['frames_received']} "
       f"in {r['pdus_received']} PDUs / decoded {r['frames_decoded']} / classified {r['frames_classified']}"
@@ -344,7 +365,11 @@ def main(argv=None) -> int:
         return run_sensor(args)
     if args.frames < 1:
         p.error("--frames must be at least 1")
-    r = run_cloud(args)
+    try:
+        r = run_cloud(args)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"soak: error: {exc}", file=sys.stderr)
+        return 2
     report(r)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
