@@ -201,22 +201,24 @@ def cache_models() -> None:
 
 def check_commands(corpus: Corpus, commands) -> list:
     """Run each argv through cli.main; returns a list of problems (empty: all well)."""
-    problems = []
-    before = set(os.listdir(corpus.work))
+    problems, leftovers = [], []
     for argv in commands:
+        before = set(os.listdir(corpus.work))
         out, err = io.StringIO(), io.StringIO()
+        rc = None
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 rc = cli.main([str(a) for a in argv])
         except BaseException as exc:  # what must never happen: a traceback
             problems.append(f"{argv[0]}: {type(exc).__name__}: {exc}"[:300])
-            continue
         lines = err.getvalue().strip().splitlines()
-        if rc != 0 and (len(lines) != 1 or not lines[0].startswith("gr-hqarf: error: ")):
+        if rc not in (0, None) and (len(lines) != 1 or not lines[0].startswith("gr-hqarf: error: ")):
             problems.append(f"{argv[0]}: exit {rc} without one error line: {err.getvalue()[:200]!r}")
-    leftovers = [n for n in set(os.listdir(corpus.work)) - before if n.endswith(".tmp")]
+        # a refused input leaves no file at all; an accepted one only its outputs (no temp files)
+        new = set(os.listdir(corpus.work)) - before
+        leftovers += [n for n in new if rc != 0 or n.endswith(".tmp")]
     if leftovers:
-        problems.append(f"left behind: {leftovers}")
+        problems.append(f"left behind: {sorted(leftovers)}")
     for name in os.listdir(corpus.work):
         (corpus.work / name).unlink()
     return problems
@@ -254,6 +256,8 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=1000, help="mutated compressed files (default %(default)s)")
     p.add_argument("--sigmf-count", type=int, default=None, help="mutated SigMF metadata files (default count/10)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop the compressed-file loop after this long and report what was done")
     args = p.parse_args(argv)
     from gnuradio import gr
     gr.logging().set_default_level(gr.log_levels.err)
@@ -265,7 +269,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="hqarf-fuzz-") as tmp:
         corpus = Corpus(tmp)
         failures, kinds, costly = [], {}, {}
+        done = 0
         for i in range(args.count):
+            if args.max_seconds is not None and time.monotonic() - began > args.max_seconds:
+                break
+            done = i + 1
             mutation = random_mutation(rng, corpus.blob)
             kinds[mutation[0]] = kinds.get(mutation[0], 0) + 1
             if mutation[0] in ("deep", "inflate"):  # the same few big files: build each once
@@ -274,17 +282,17 @@ def main(argv=None) -> int:
                 data = apply(corpus.blob, mutation)
             for problem in check_compressed(corpus, data):
                 failures.append((i, mutation[:2], problem))
-            if (i + 1) % 10000 == 0:
+            if (i + 1) % 5000 == 0:
                 print(f"  {i + 1} compressed files, {len(failures)} problems, "
                       f"{time.monotonic() - began:.0f} s", flush=True)
-        sigmf_count = args.count // 10 if args.sigmf_count is None else args.sigmf_count
+        sigmf_count = done // 10 if args.sigmf_count is None else args.sigmf_count
         for i in range(sigmf_count):
             for problem in check_sigmf(corpus, sigmf_mutation(corpus, rng)):
                 failures.append((f"sigmf {i}", "", problem))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tracebacks = sum(1 for f in failures if "left behind" not in f[2] and "without one error line" not in f[2])
     leftovers = sum(1 for f in failures if "left behind" in f[2])
-    print(f"fuzz: {args.count} compressed files x 3 commands, {sigmf_count} SigMF metadata files x 2 commands, "
+    print(f"fuzz: {done} compressed files x 3 commands, {sigmf_count} SigMF metadata files x 2 commands, "
           f"seed {args.seed}: {tracebacks} tracebacks, {leftovers} runs leaving files, "
           f"{len(failures)} problems in all; peak RSS {peak:.0f} MiB; {time.monotonic() - began:.0f} s")
     print("  mutations: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))

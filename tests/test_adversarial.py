@@ -115,7 +115,7 @@ def test_smoke_run_writes_json_table_and_plot(tiny_model_dir, tmp_path):
     out = tmp_path / "adv"
     cmd = [sys.executable, str(ROOT / "training" / "adversarial.py"), "--model", str(tiny_model_dir),
            "--frames", "12", "--ratios", "-20,-10", "--pgd-steps", "2", "--out", str(out), "--quiet"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 12 and report["ratios_db"] == [-20.0, -10.0] and report["levels"] == 5
@@ -137,5 +137,5 @@ def test_smoke_run_writes_json_table_and_plot(tiny_model_dir, tmp_path):
     assert (out / "accuracy_vs_psr.png").stat().st_size > 5000
     assert "| none | pgd | adaptive | -20 |" in (out / "summary.md").read_text()
     table = subprocess.run([sys.executable, str(ROOT / "training" / "adversarial.py"), "table",
-                            str(out / "report.json")], capture_output=True, text=True, timeout=120)
+                            str(out / "report.json")], capture_output=True, text=True, timeout=600)
     assert table.returncode == 0 and table.stdout.count("\n") == 2 + 1 + len(rows)

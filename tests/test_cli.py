@@ -195,7 +195,7 @@ def test_info_on_a_compressed_file_prints_its_header(tmp_path, tiny_model_dir, l
 def test_app_runs_from_the_checkout(tiny_model_dir):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, str(ROOT / "apps" / "gr-hqarf"), "info", "--model", str(tiny_model_dir)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "fingerprint" in proc.stdout and "CR vs ci16" in proc.stdout
 

@@ -36,7 +36,7 @@ def compiled(tmp_path_factory):
     assert grcc, "grcc is part of GNU Radio 3.10 and must be on PATH"
     files = [str(ROOT / "examples" / f"{name}.grc") for name in EXAMPLES]
     result = subprocess.run([grcc, "-o", str(out), *files], env=env(), capture_output=True, text=True,
-                            timeout=300)
+                            timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
 
@@ -94,7 +94,7 @@ def test_file_sensor_example_runs_headless(compiled, recording, tiny_model_dir):
     encoder = tb.hqarf_encoder_0
     tb.start()  # the recording loops until stopped
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 600  # a hang guard, not a speed test
         while encoder.pdus_sent < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
@@ -114,7 +114,7 @@ def test_qt_examples_run_offscreen(compiled, recording, tiny_model_dir):
         from remote_classifier import remote_classifier
         tb = file_loopback(data_file={str(recording)!r}, model={str(tiny_model_dir)!r}, frames_per_pdu=2)
         tb.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 600  # a hang guard, not a speed test
         while tb.hqarf_modrec_sink_0.frames() < 4 and time.monotonic() < deadline:
             app.processEvents(); time.sleep(0.01)
         tb.set_level(3)
@@ -126,5 +126,5 @@ def test_qt_examples_run_offscreen(compiled, recording, tiny_model_dir):
         print("OK", tb.hqarf_modrec_sink_0.frames())
     """)
     result = subprocess.run([sys.executable, "-c", script], env=env(), capture_output=True, text=True,
-                            timeout=120)
+                            timeout=900)
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]

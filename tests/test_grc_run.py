@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT, random_frames
 
 PROBE = ROOT / "tests" / "helpers" / "grc_probe.py"
-HANG_S = 300  # only a hang reaches this
+HANG_S = 900  # only a hang reaches this (a loaded 2-core machine is slow, not hung)
 
 
 def free_port():
