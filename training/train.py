@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from hqarf.codec import Codec  # noqa: E402
 from hqarf.model import HQARF, HQARFConfig, count_parameters, level_costs  # noqa: E402
-from training.data import OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
+from training.data import OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair, noise_frames  # noqa: E402
 
 STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
 
@@ -55,6 +55,7 @@ PRESETS = {
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
         heldout_classifier=dict(arch="transformer", dim=16, depth=1, heads=2), heldout_epochs=2,
         unknown_detector=dict(stem_width=8, widths=(8, 16), blocks=(1, 1)), unknown_epochs=2, out_of_set_per_class=8,
+        noise_outliers=8, outlier_snr_db_min=10.0,
         impairments={}, classifier_rotate=0.01,
         direct_epochs=1, direct_steps=4, direct_batch=16,
         direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=8),
@@ -69,8 +70,8 @@ PRESETS = {
         classifier_epochs=4, classifier_batch=64, classifier_lr=3e-3,
         heldout_classifier=dict(arch="transformer"), heldout_epochs=4,
         # The unknown flag: a small CNN over the six classes plus "none of them" (outlier exposure).
-        unknown_detector=dict(stem_width=16, widths=(16, 32, 48), blocks=(1, 1, 1)), unknown_epochs=3,
-        out_of_set_per_class=300,
+        unknown_detector=dict(stem_width=24, widths=(24, 48, 64), blocks=(1, 1, 1)), unknown_epochs=6,
+        out_of_set_per_class=1000, noise_outliers=2000, outlier_snr_db_min=10.0,
         # Receiver impairments (training/data.py Impairments: SNR 0-30 dB with 20 % clean frames,
         # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.
         impairments={}, classifier_rotate=0.01,
@@ -226,12 +227,32 @@ def load_coreset(path: Path, train_per_class: int, n_train: int):
     return idx, info
 
 
+def detector_from_project(project: ModRecNet) -> ModRecNet:
+    """A detector network (the project classifier's classes plus "none of them") that starts as the
+    project classifier: same architecture and weights, the known classes' head rows copied, the new
+    row freshly initialised."""
+    n = project.config.num_classes
+    net = ModRecNet(dataclasses.replace(project.config, num_classes=n + 1))
+    with torch.no_grad():
+        net.load_state_dict({k: v for k, v in project.state_dict().items() if not k.startswith("head.")},
+                            strict=False)
+        net.head.weight[:n] = project.head.weight
+        net.head.bias[:n] = project.head.bias
+    return net
+
+
 def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                           n_classes: int) -> ModRecNet:
-    """The unknown detector: a small CNN over the known classes plus "none of them", trained on the
-    training split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN),
-    both through the same receiver model."""
-    net = ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"]))
+                           n_classes: int, project: ModRecNet | None = None) -> ModRecNet:
+    """The unknown detector: a CNN over the known classes plus "none of them", trained on the training
+    split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN) and
+    on noise alone, all through the same receiver model. With ``unknown_init: "project"`` it has the
+    project classifier's architecture and starts from its weights (the known classes' head rows
+    included), so it starts from features that already tell near classes apart."""
+    from_project = cfg.get("unknown_init") == "project"
+    if from_project and project is None:
+        raise ValueError("unknown_init 'project' needs the project classifier")
+    net = (detector_from_project(project) if from_project
+           else ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"])))
     if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
         t = time.time()
         per_class = cfg["out_of_set_per_class"]
@@ -239,17 +260,24 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
                          progress=ctx.main)
         xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
                          progress=ctx.main)
+        n_noise = int(cfg.get("noise_outliers", 0))
+        if n_noise:  # an empty channel: noise alone, white and band-limited (training/data.py noise_frames)
+            xo = np.concatenate([xo, noise_frames("train", n_noise, xo.shape[-1])[0]])
+            xv = np.concatenate([xv, noise_frames("val", max(1, n_noise // 4), xv.shape[-1])[0]])
         imp = preset_impairments(cfg)
         if imp is not None:
+            # outliers at low SNR look like noisy known signals: optionally only from outlier_snr_db_min up
+            imp = dataclasses.replace(imp, snr_db_min=max(imp.snr_db_min, cfg.get("outlier_snr_db_min", imp.snr_db_min)))
             xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
-        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}) "
-                 f"in {time.time() - t:.1f} s")
+        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}"
+                 f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
         x, y = data["train"]
         mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
                  "val": (np.concatenate([data["val"][0], xv]),
                          np.concatenate([data["val"][1], np.full(len(xv), n_classes)]))}
-        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"]}, mixed, args,
-                         ckpt, ctx, log, want, seed=args.seed + 104729)
+        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
+                                                   "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"])},
+                         mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729)
     else:
         classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
     return net
@@ -391,8 +419,8 @@ def main(argv=None) -> int:
                          args, ckpt, ctx, log, want, seed=args.seed + 7919)
 
     detector = None
-    if cfg.get("unknown_detector") is not None:
-        detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes))
+    if cfg.get("unknown_detector") is not None or cfg.get("unknown_init") == "project":
+        detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier)
 
     if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
         return stop_after(args.stop_after, ckpt, log)
