@@ -220,11 +220,19 @@ def run_cloud(args) -> dict:
         began = time.monotonic()
 
         def sample():
+            printed = time.monotonic()
             while True:
                 c = dec.counters()
                 samples.append({"t": round(time.monotonic() - began, 2), "classified": sink.frames(),
                                 "cloud_rss_mib": rss_mib(os.getpid()), "sensor_rss_mib": rss_mib(child.pid),
                                 "queued_frames": c["queued_frames"]})
+                if args.progress_s and time.monotonic() - printed >= args.progress_s:
+                    printed = time.monotonic()
+                    last = samples[-1]
+                    print(f"  t={last['t']:.0f}s: {c['received_frames']} frames received, {last['classified']} "
+                          f"classified, {last['queued_frames']} queued, {c['frames_dropped']} dropped; RSS cloud "
+                          f"{last['cloud_rss_mib'] or 0:.0f} MiB, sensor {last['sensor_rss_mib'] or 0:.0f} MiB",
+                          file=sys.stderr, flush=True)
                 if stop_sampling.wait(args.sample_s):
                     return
 
@@ -352,6 +360,7 @@ def main(argv=None) -> int:
     p.add_argument("--rss-tolerance", type=float, default=0.05)
     p.add_argument("--no-rss-check", action="store_true", help="judge only the counts (short soaks)")
     p.add_argument("--sample-s", type=float, default=1.0, help="memory sampling period")
+    p.add_argument("--progress-s", type=float, default=60.0, help="progress line on stderr this often (0: none)")
     p.add_argument("--connect-timeout", type=float, default=120.0)
     p.add_argument("--idle-timeout", type=float, default=60.0, help="give up waiting for PDUs after this long without one")
     p.add_argument("--drain-timeout", type=float, default=600.0)
