@@ -64,7 +64,7 @@ def test_block_yaml_documents_and_checks_its_parameters(block):
     expert = {p["id"] for p in spec["parameters"] if p.get("hide") == "part"}
     assert "device" in expert
     if block == "hqarf_encoder":
-        assert spec["templates"]["callbacks"] == ["set_level(${level})"]
+        assert spec["templates"]["callbacks"] == ["set_level(${level})", "set_flush_after(${flush_after})"]
         for text in ("3072", "192 bits", "21.3x", "341.3x"):
             assert text in doc
 
