@@ -15,13 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.common import REPO  # noqa: E402  (sets up import paths)
+from training.common import REPO
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from hqarf.sigmf import frame_annotations, write_sigmf  # noqa: E402
-from training.data import CLASSES, SPLIT_SEEDS, DataConfig, generate, torchsig  # noqa: E402
+from gnuradio.hqarf.sigmf import frame_annotations, write_sigmf
+from training.data import CLASSES, SPLIT_SEEDS, DataConfig, generate, torchsig
 
 DEFAULT_OUTPUT = REPO / "examples" / "data" / "6mod_sample"
 SPLIT = "test"
