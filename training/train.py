@@ -280,8 +280,9 @@ def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manife
     return out
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def start_run(args):
+    """The preset with the command line's overrides, the process group, the run's log and
+    checkpoints, and this invocation recorded for provenance."""
     cfg = copy.deepcopy(PRESETS[args.preset])
     cfg["epochs_override"] = args.epochs
     if args.task_weight is not None:
@@ -294,7 +295,6 @@ def main(argv=None) -> int:
     if run_dir.exists() and not args.resume and args.stage == "all" and (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it or choose --run-dir")
     ckpt = Checkpoints(run_dir)
-    started = time.time()
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
@@ -304,7 +304,61 @@ def main(argv=None) -> int:
              f"threads {torch.get_num_threads()} | commit {commit}")
     log.note("choices: Adam (lr flat for 2/3 then cosine to lr/10), gradient clipping at 1.0, linear Gumbel "
              f"temperature 0.667 -> 0.001, coefficients {cfg['coefs']}; training/README.md says why")
+    return cfg, run_dir, ctx, log, ckpt, command, commit
 
+
+def chain_stages(codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: Checkpoints, ctx: Dist, log: RunLog,
+                 want, classifier):
+    """HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the chain
+    (the direct decoders are not there yet). Returns (model of each stage, the stage --stop-after
+    ended the run at, or None)."""
+    model = HQARF(dataclasses.replace(codec_config, direct_levels=()))
+    models = {}
+    previous = None
+    for stage in STAGES:
+        if previous is not None:
+            model = copy.deepcopy(models[previous])
+        ckpt.load(stage, model)
+        for level in range(codec_config.levels):
+            if ckpt.done(stage, level):
+                continue
+            if not want(stage) or (args.level is not None and level != args.level):
+                continue
+            t = time.time()
+            fresh = stage == "hqarf_nokl"  # stage 2 adds a fresh codebook to the HAE weights
+            val = train_level(model, level, stage, data, cfg, ctx, log, seed=args.seed * 1000 + level,
+                              classifier=classifier, fresh_codebook=fresh)
+            if ctx.main:
+                ckpt.save(stage, level, model, time.time() - t, val)
+            ctx.barrier()
+        models[stage] = model
+        previous = stage
+        if args.stop_after == stage:
+            return models, stage
+    return models, None
+
+
+def run_provenance(command: str, commit: str, args, ctx: Dist, cfg: dict, data_config: DataConfig,
+                   ckpt: Checkpoints) -> dict:
+    return {
+        "command": command, "commit": commit, "preset": args.preset, "seed": args.seed,
+        "device": str(ctx.device), "world_size": ctx.world, "torch": torch.__version__,
+        "data": {**data_config.to_dict(), "key": data_config.key(), "per_class": cfg["data"],
+                 "impairments": cfg.get("impairments") if cfg.get("impairments") is None
+                 else preset_impairments(cfg).to_dict(),
+                 "split_seeds": SPLIT_SEEDS},
+        "training": {k: v for k, v in cfg.items() if k not in ("data", "codec", "classifier")},
+        "durations_s": ckpt.progress["durations_s"],
+        "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1),
+        "stage_metrics": ckpt.progress["metrics"],
+        "invocations": ckpt.progress.get("invocations", []),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    cfg, run_dir, ctx, log, ckpt, command, commit = start_run(args)
     torch.manual_seed(args.seed)
     data, data_config = load_data(cfg, args, ctx, log)
     classes = data_config.classes
@@ -327,33 +381,11 @@ def main(argv=None) -> int:
     if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
         return stop_after(args.stop_after, ckpt, log)
 
-    # 2-4. HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the
-    #      chain (the direct decoders are not there yet).
+    # 2-4. The chain stages.
     codec_config = HQARFConfig(**cfg["codec"])
-    chain_config = dataclasses.replace(codec_config, direct_levels=())
-    model = HQARF(chain_config)
-    models = {}
-    previous = None
-    for stage in STAGES:
-        if previous is not None:
-            model = copy.deepcopy(models[previous])
-        ckpt.load(stage, model)
-        for level in range(codec_config.levels):
-            if ckpt.done(stage, level):
-                continue
-            if not want(stage) or (args.level is not None and level != args.level):
-                continue
-            t = time.time()
-            fresh = stage == "hqarf_nokl"  # stage 2 adds a fresh codebook to the HAE weights
-            val = train_level(model, level, stage, data, cfg, ctx, log, seed=args.seed * 1000 + level,
-                              classifier=classifier, fresh_codebook=fresh)
-            if ctx.main:
-                ckpt.save(stage, level, model, time.time() - t, val)
-            ctx.barrier()
-        models[stage] = model
-        previous = stage
-        if args.stop_after == stage:
-            return stop_after(stage, ckpt, log)
+    models, stopped = chain_stages(codec_config, cfg, data, args, ckpt, ctx, log, want, classifier)
+    if stopped is not None:
+        return stop_after(stopped, ckpt, log)
 
     # 5. Codec v2: a direct decoder per level in direct_levels, trained end to end on I/Q.
     stages_run = list(STAGES)
@@ -364,19 +396,7 @@ def main(argv=None) -> int:
     shipped = stages_run[-1]
     complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
         ckpt.done("direct", level) for level in codec_config.direct_levels)
-    provenance = {
-        "command": command, "commit": commit, "preset": args.preset, "seed": args.seed,
-        "device": str(ctx.device), "world_size": ctx.world, "torch": torch.__version__,
-        "data": {**data_config.to_dict(), "key": data_config.key(), "per_class": cfg["data"],
-                 "impairments": cfg.get("impairments") if cfg.get("impairments") is None
-                 else preset_impairments(cfg).to_dict(),
-                 "split_seeds": SPLIT_SEEDS},
-        "training": {k: v for k, v in cfg.items() if k not in ("data", "codec", "classifier")},
-        "durations_s": ckpt.progress["durations_s"],
-        "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1),
-        "stage_metrics": ckpt.progress["metrics"],
-        "invocations": ckpt.progress.get("invocations", []),
-    }
+    provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
         project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector)
         classifier = project

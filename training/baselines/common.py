@@ -205,6 +205,26 @@ class BaselineCodec:
     def _encode(self, x: np.ndarray, bits_per_frame: int) -> Encoded:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def _configs_within(self, configs: list, budget: int, what: str) -> list:
+        """The budget's configurations, or ValueError when none fits."""
+        if not configs:
+            raise ValueError(f"budget {budget} too small for {what}")
+        return configs
+
+    @staticmethod
+    def _frames_by_config(enc: Encoded):
+        """(configuration, mask of its frames) for each configuration the frames of `enc` use."""
+        for i in np.unique(enc.cfg):
+            yield enc.configs[i], enc.cfg == i
+
+    def _chosen(self, budget: int, configs: list, idx: np.ndarray, codes: np.ndarray, costs, kept_at: int,
+                side: dict) -> Encoded:
+        """The Encoded of a per-frame choice among `configs` (bit depth first, the number of kept samples at
+        position `kept_at`; `costs` the bits of each configuration)."""
+        return Encoded(self.name, budget, configs, idx, codes,
+                       code_len=np.array([2 * configs[i][kept_at] for i in idx]),
+                       code_bits=np.array([configs[i][0] for i in idx]), bits=np.asarray(costs)[idx], side=side)
+
     def decode(self, enc: Encoded) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 

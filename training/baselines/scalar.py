@@ -51,9 +51,7 @@ class UniformSQ(BaselineCodec):
         return SCALE_BITS + index_bits(len(cfg_list)) + 2 * k * b
 
     def _encode(self, x: np.ndarray, bits_per_frame: int) -> Encoded:
-        cl = self.configs(bits_per_frame, x.shape[1])
-        if not cl:
-            raise ValueError(f"budget {bits_per_frame} too small for SQ")
+        cl = self._configs_within(self.configs(bits_per_frame, x.shape[1]), bits_per_frame, "SQ")
 
         def make(c):
             b, m, k = c
@@ -69,17 +67,12 @@ class UniformSQ(BaselineCodec):
         width = max(2 * c[2] for c in cl)
         idx, out = select_per_frame([make(c) for c in cl], x.shape[0],
                                      {"codes": (width, np.int32), "scale": (0, np.float16)})
-        codes, scale = out["codes"], out["scale"]
-        costs = np.array([self._cost(cl, c) for c in cl])
-        return Encoded(self.name, bits_per_frame, cl, idx, codes,
-                       code_len=np.array([2 * cl[i][2] for i in idx]), code_bits=np.array([cl[i][0] for i in idx]),
-                       bits=costs[idx], side={"scale": scale})
+        return self._chosen(bits_per_frame, cl, idx, out["codes"], [self._cost(cl, c) for c in cl], 2,
+                            {"scale": out["scale"]})
 
     def decode(self, enc: Encoded) -> np.ndarray:
         out = np.zeros((enc.cfg.shape[0], N_SAMPLES), np.complex64)
-        for i in np.unique(enc.cfg):
-            b, m, k = enc.configs[i]
-            rows = enc.cfg == i
+        for (b, m, k), rows in self._frames_by_config(enc):
             y = from_components(dequantise_midrise(enc.codes[rows, : 2 * k], enc.side["scale"][rows], b))
             out[rows] = interp_linear(y, m)
         return out
@@ -172,9 +165,7 @@ class BlockFloatingPoint(BaselineCodec):
         return ((inter[..., 0] + 1j * inter[..., 1]) * g).astype(np.complex64)
 
     def _encode(self, x: np.ndarray, bits_per_frame: int) -> Encoded:
-        cl = self.configs(bits_per_frame, x.shape[1])
-        if not cl:
-            raise ValueError(f"budget {bits_per_frame} too small for BFP")
+        cl = self._configs_within(self.configs(bits_per_frame, x.shape[1]), bits_per_frame, "BFP")
 
         def make(c):
             w, m, k = c
@@ -193,18 +184,13 @@ class BlockFloatingPoint(BaselineCodec):
         n_blk = max(-(-c[2] // BFP_BLOCK) for c in cl)
         idx, out = select_per_frame([make(c) for c in cl], x.shape[0],
                                      {"codes": (width, np.int32), "exponent": (n_blk, np.uint8)})
-        codes, exps = out["codes"], out["exponent"]
         nidx = index_bits(len(cl))
-        costs = np.array([nidx + self._cost_k(c[2], c[0]) for c in cl])
-        return Encoded(self.name, bits_per_frame, cl, idx, codes,
-                       code_len=np.array([2 * cl[i][2] for i in idx]), code_bits=np.array([cl[i][0] for i in idx]),
-                       bits=costs[idx], side={"exponent": exps})
+        return self._chosen(bits_per_frame, cl, idx, out["codes"], [nidx + self._cost_k(c[2], c[0]) for c in cl], 2,
+                            {"exponent": out["exponent"]})
 
     def decode(self, enc: Encoded) -> np.ndarray:
         out = np.zeros((enc.cfg.shape[0], N_SAMPLES), np.complex64)
-        for i in np.unique(enc.cfg):
-            w, m, k = enc.configs[i]
-            rows = enc.cfg == i
+        for (w, m, k), rows in self._frames_by_config(enc):
             nb = -(-k // BFP_BLOCK)
             man = np.zeros((int(rows.sum()), nb * BFP_BLOCK * 2), np.int32)
             man[:, : 2 * k] = enc.codes[rows, : 2 * k]

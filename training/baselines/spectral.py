@@ -116,15 +116,12 @@ class ResampleSQ(BaselineCodec):
             # Side info is K on a grid of 16 (6 bits); b follows from K and the budget, so the configuration
             # list (one entry per K that fits at >= 1 bit) is fixed by the budget alone, as for "mse".
             nidx = index_bits(n // self.K_GRID)
-            cl = self.bw99_configs(bits_per_frame, n)
-            if not cl:
-                raise ValueError(f"budget {bits_per_frame} too small for resample/bw99")
+            cl = self._configs_within(self.bw99_configs(bits_per_frame, n), bits_per_frame, "resample/bw99")
             grid_k = np.array([k for _, k in cl])
             kq = np.ceil(occupied_bandwidth(x, self.fraction) * n / self.K_GRID) * self.K_GRID
             # the estimated band, or the widest band 1 bit per component allows when the budget is short
             frame_cfg = np.minimum(np.searchsorted(grid_k, kq), len(cl) - 1)
-        if not cl:
-            raise ValueError(f"budget {bits_per_frame} too small for resample")
+        self._configs_within(cl, bits_per_frame, "resample")
 
         def make(c, rows=None):
             b, k = c
@@ -152,17 +149,12 @@ class ResampleSQ(BaselineCodec):
             idx, out = select_per_frame([make(c) for c in cl], x.shape[0], layout)
         else:   # configuration fixed per frame by the bandwidth estimate: each candidate only sees its frames
             idx, out = select_per_frame([make(c, frame_cfg == i) for i, c in enumerate(cl)], x.shape[0], layout)
-        codes, scale = out["codes"], out["scale"]
-        costs = np.array([SCALE_BITS + nidx + 2 * k * b for b, k in cl])
-        return Encoded(self.name, bits_per_frame, cl, idx, codes,
-                       code_len=np.array([2 * cl[i][1] for i in idx]), code_bits=np.array([cl[i][0] for i in idx]),
-                       bits=costs[idx], side={"scale": scale})
+        return self._chosen(bits_per_frame, cl, idx, out["codes"], [SCALE_BITS + nidx + 2 * k * b for b, k in cl], 1,
+                            {"scale": out["scale"]})
 
     def decode(self, enc: Encoded) -> np.ndarray:
         out = np.zeros((enc.cfg.shape[0], N_SAMPLES), np.complex64)
-        for i in np.unique(enc.cfg):
-            b, k = enc.configs[i]
-            rows = enc.cfg == i
+        for (b, k), rows in self._frames_by_config(enc):
             y = from_components(dequantise_midrise(enc.codes[rows, : 2 * k], enc.side["scale"][rows], b))
             out[rows] = dct_upsample(y)
         return out
