@@ -3,9 +3,9 @@
 """Adversarial robustness of compress -> reconstruct -> classify: white-box FGSM / PGD on the ModRec
 classifier, with the perturbation size given as a perturbation-to-signal power ratio (PSR, dB).
 
-    python training/adversarial.py --out docs/adversarial                 # the default grid, shipped model
-    python training/adversarial.py --model runs/default/model --frames 60 --ratios -30,-20 --out runs/adv
-    python training/adversarial.py table docs/adversarial/report.json     # its Markdown table again
+    ./dev.sh env python training/adversarial.py --out docs/adversarial                 # the default grid, shipped model
+    ./dev.sh env python training/adversarial.py --model runs/default/model --frames 60 --ratios -30,-20 --out runs/adv
+    ./dev.sh env python training/adversarial.py table docs/adversarial/report.json     # its Markdown table again
 
 For every constraint, attack, PSR and level it reports ModRec accuracy on held-out frames:
 

@@ -3,8 +3,8 @@
 """Evaluation report: ModRec accuracy, rate and distortion of HAE / HQARF without KL / HQARF at every
 level, against conventional codecs at matched bits per frame; JSON, Markdown and PNG plots.
 
-    python training/evaluate.py --run-dir runs/default            # all three stages of a training run
-    python training/evaluate.py --model python/hqarf/models/default   # a shipped model (HQARF stage only)
+    ./dev.sh env python training/evaluate.py --run-dir runs/default            # all three stages of a training run
+    ./dev.sh env python training/evaluate.py --model python/hqarf/models/default   # a shipped model (HQARF stage only)
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ N frames of each 6Mod class from the TEST split (never seen in training), groupe
 waterfall or time plot shows six blocks; one `core:label` annotation per frame. cf32_le, each
 frame at max |x| = 1, the generator's sample rate. Deterministic: rerunning writes the same bytes.
 
-    .venv/bin/python training/make_sample.py                     # 8 frames per class
-    .venv/bin/python training/make_sample.py --frames-per-class 20 --interleaved -o /tmp/sample
+    ./dev.sh env python training/make_sample.py                     # 8 frames per class
+    ./dev.sh env python training/make_sample.py --frames-per-class 20 --interleaved -o /tmp/sample
 """
 from __future__ import annotations
 

@@ -54,9 +54,18 @@ def label_index(value, classes) -> int | None:
 
 class WarnsOnce:
     """Mixin of the blocks: `_warn_once(kind, text)` logs the first warning of each kind and stays
-    silent for the rest (the block's counters keep counting). The block sets `self._warned = set()`."""
+    silent for the rest (the block's counters keep counting), `_label_of` reads a true_label tag.
+    The block sets `self._warned = set()`."""
 
     def _warn_once(self, kind: str, text: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
             self.logger.warn(f"{text} (further occurrences are not logged)")
+
+    def _label_of(self, tag, classes) -> int | None:
+        """The class index of a true_label stream tag (-1: unknown), or None after a one-time warning."""
+        index = label_index(tag.value, classes)
+        if index is None:
+            self._warn_once("label", f"ignoring true_label tag {pmt.write_string(tag.value)}: not a class "
+                                     f"index or one of {classes}")
+        return index

@@ -17,7 +17,7 @@ from . import wire
 from ._checks import check_int, check_level
 from ._vocabulary import (META_FINGERPRINT, META_FRAMES, META_LEVEL, META_PDU_NUM, META_RX_FREQ, META_RX_TIME,
                           META_SAMPLE_RATE, META_SAMPLE_START, META_SEQUENCE, META_TRUE_LABEL, PDUS, TAG_RX_FREQ,
-                          TAG_RX_RATE, TAG_RX_TIME, TAG_SAMPLE_RATE, TAG_TRUE_LABEL, WarnsOnce, label_index)
+                          TAG_RX_RATE, TAG_RX_TIME, TAG_SAMPLE_RATE, TAG_TRUE_LABEL, WarnsOnce)
 from .codec import load_codec
 from .runtime import check_runtime
 
@@ -239,11 +239,8 @@ class encoder(WarnsOnce, gr.basic_block):
                 elif key == TAG_RX_FREQ:
                     self._freqs.append((tag.offset, pmt.to_double(tag.value)))
                 elif key == TAG_TRUE_LABEL:
-                    index = label_index(tag.value, self._classes)
-                    if index is None:
-                        self._warn_once("label", f"ignoring true_label tag {tag.value}: not a class "
-                                                 f"index or one of {self._classes}")
-                    else:
+                    index = self._label_of(tag, self._classes)
+                    if index is not None:
                         self._labels.append((tag.offset, index))
             except (RuntimeError, ValueError, TypeError) as exc:
                 self._warn_once(key, f"ignoring malformed {key} tag {tag.value}: {exc}")

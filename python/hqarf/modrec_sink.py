@@ -14,7 +14,7 @@ from gnuradio import gr
 
 from .classifier import load_classifier
 from ._checks import check_int
-from ._vocabulary import TAG_LEVEL, TAG_SEQUENCE, TAG_TRUE_LABEL, WarnsOnce, label_index
+from ._vocabulary import TAG_LEVEL, TAG_SEQUENCE, TAG_TRUE_LABEL, WarnsOnce
 from .runtime import check_runtime
 
 CLASSIFICATION = pmt.intern("classification")
@@ -171,11 +171,8 @@ class modrec_sink(WarnsOnce, gr.basic_block):
         for tag in self.get_tags_in_range(0, start, stop):
             key = pmt.symbol_to_string(tag.key)
             if key == TAG_TRUE_LABEL:
-                index = label_index(tag.value, self.classes)
-                if index is None:
-                    self._warn_once("label", f"ignoring true_label tag {pmt.write_string(tag.value)}: "
-                                             f"not a class index or one of {self.classes}")
-                else:
+                index = self._label_of(tag, self.classes)
+                if index is not None:
                     self._label_changes.append((tag.offset, index))
             elif key in _FRAME_TAGS:
                 self._frame_tags.setdefault(tag.offset, []).append((pmt.intern(key), tag.value))
