@@ -49,14 +49,14 @@ def test_decompressed_recording_is_valid_sigmf_and_keeps_the_inputs_version_and_
     hq_sigmf.write_sigmf(tmp_path / "in", x, sample_rate=2e6,
                          global_fields={"core:num_channels": 1, "core:description": "a test"})
     meta_in = json.loads((tmp_path / "in.sigmf-meta").read_text())
-    meta_in["global"]["core:version"] = "1.2.6"
+    meta_in["global"]["core:version"] = "1.0.0"  # an older file: its version is kept, not replaced
     (tmp_path / "in.sigmf-meta").write_text(json.dumps(meta_in))
     assert cli.main(["compress", str(tmp_path / "in.sigmf-meta"), "-o", str(tmp_path / "c.hqarf"), "-l", "1",
                      "--model", str(tiny_model_dir), "-q"]) == 0
     assert cli.main(["decompress", str(tmp_path / "c.hqarf"), "-o", str(tmp_path / "out"), "--model",
                      str(tiny_model_dir), "-q"]) == 0
     g = package_accepts(tmp_path / "out.sigmf-meta")["global"]
-    assert g["core:version"] == "1.2.6" and g["core:num_channels"] == 1 and g["core:description"] == "a test"
+    assert g["core:version"] == "1.0.0" and g["core:num_channels"] == 1 and g["core:description"] == "a test"
     assert g["core:sample_rate"] == 2e6 and g["hqarf:level"] == 1 and g["core:datatype"] == "cf32_le"
     assert "warning" not in capsys.readouterr().err
 
