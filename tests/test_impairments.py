@@ -109,3 +109,19 @@ def test_spectral_distance_and_snr_of_a_copy():
     x = qpsk()[None]
     assert SP.log_spectral_distance(x, x)[0] < 1e-6
     assert SP.snr_db(x, x * 1.1)[0] == pytest.approx(20.0, abs=1e-3)
+
+
+def test_noise_outliers_are_reproducible_white_or_band_limited():
+    frames, kinds = D.noise_frames("train", 6)
+    again, _ = D.noise_frames("train", 6)
+    np.testing.assert_array_equal(frames, again)
+    assert not np.array_equal(frames, D.noise_frames("val", 6)[0])
+    assert kinds[:2] == ["white-noise", "band-noise"]
+    np.testing.assert_allclose(np.abs(frames).max(-1), 1.0, rtol=1e-6)
+    power = np.abs(np.fft.fft(frames, axis=-1)) ** 2
+    occupied = (power > 1e-6 * power.max(-1, keepdims=True)).mean(-1)
+    for kind, share in zip(kinds, occupied):
+        if kind == "white-noise":
+            assert share > 0.95, share      # every bin
+        else:
+            assert 0.04 < share < 0.82, share  # 5-80 % of the band, nothing outside

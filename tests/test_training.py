@@ -136,6 +136,21 @@ def test_preset_values_per_level():
         assert all(per_level(value, level) >= 1 for level in range(5)), stage
 
 
+def test_unknown_detector_starts_as_the_project_classifier():
+    import torch
+    from gnuradio.hqarf.classifier import ClassifierConfig, ModRecNet
+    from training.train import detector_from_project
+    torch.manual_seed(0)
+    project = ModRecNet(ClassifierConfig(num_classes=6, stem_width=8, widths=(8, 16), blocks=(1, 1))).eval()
+    detector = detector_from_project(project).eval()
+    assert detector.config.num_classes == 7
+    x = torch.randn(4, 2, 1024)
+    with torch.no_grad():
+        known, full = project(x), detector(x)
+    torch.testing.assert_close(full[:, :6], known)     # the known classes' logits, unchanged
+    assert not torch.allclose(full[:, 6], known[:, 0])  # a fresh "none of them" row
+
+
 @pytest.mark.parametrize("stage,fresh,accuracies,kept", [
     ("hqarf", False, [0.5, 0.7, 0.6], 1),     # start, epoch 1, epoch 2: epoch 1 wins
     ("hqarf", False, [0.8, 0.7, 0.6], 0),     # a fine-tuning stage that only got worse keeps its start

@@ -395,6 +395,33 @@ def impair_rng(split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([SPLIT_SEEDS[split], int(index), _IMPAIR_STREAM]))
 
 
+_NOISE_STREAM = 0x2B7
+NOISE_KINDS = ("white-noise", "band-noise")
+
+
+def noise_frames(split: str, n: int, frame_len: int = 1024) -> tuple[np.ndarray, list[str]]:
+    """``n`` frames of noise alone (max |x| = 1), alternately white complex Gaussian noise and
+    Gaussian noise band-limited to a random 5-80 % of the band at a random centre: outliers a
+    receiver meets (an empty channel) that no torchsig class covers. Frame i of a split is a pure
+    function of (split seed, i)."""
+    if split not in SPLIT_SEEDS:
+        raise KeyError(f"unknown split {split!r}; expected one of {sorted(SPLIT_SEEDS)}")
+    out = np.empty((n, frame_len), np.complex64)
+    kinds = []
+    freqs = np.fft.fftfreq(frame_len)
+    for i in range(n):
+        rng = np.random.default_rng(np.random.SeedSequence([SPLIT_SEEDS[split], i, _NOISE_STREAM]))
+        y = rng.standard_normal(frame_len) + 1j * rng.standard_normal(frame_len)
+        kind = NOISE_KINDS[i % len(NOISE_KINDS)]
+        if kind == "band-noise":
+            width, centre = rng.uniform(0.05, 0.8), rng.uniform(-0.4, 0.4)
+            dist = np.abs((freqs - centre + 0.5) % 1.0 - 0.5)  # circular distance to the centre
+            y = np.fft.ifft(np.fft.fft(y) * (dist <= width / 2))
+        out[i] = y / np.abs(y).max()
+        kinds.append(kind)
+    return out, kinds
+
+
 def impair(x: np.ndarray, split: str, imp: Impairments, first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Frames ``first_index ...`` of ``split`` through :func:`impair_frame`: (frames, SNR dB per frame)."""
     out = np.empty((len(x), x.shape[-1]), np.complex64)

@@ -33,7 +33,8 @@ from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
 from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
-from training.data import OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair  # noqa: E402
+from training.data import (OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair,  # noqa: E402
+                           noise_frames)
 from training.evaluate import evaluate_run  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
 from training.levels import train_level  # noqa: E402
@@ -158,12 +159,32 @@ def load_coreset(path: Path, train_per_class: int, n_train: int):
     return idx, info
 
 
+def detector_from_project(project: ModRecNet) -> ModRecNet:
+    """A detector network (the project classifier's classes plus "none of them") that starts as the
+    project classifier: same architecture and weights, the known classes' head rows copied, the new
+    row freshly initialised."""
+    n = project.config.num_classes
+    net = ModRecNet(dataclasses.replace(project.config, num_classes=n + 1))
+    with torch.no_grad():
+        net.load_state_dict({k: v for k, v in project.state_dict().items() if not k.startswith("head.")},
+                            strict=False)
+        net.head.weight[:n] = project.head.weight
+        net.head.bias[:n] = project.head.bias
+    return net
+
+
 def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                           n_classes: int) -> ModRecNet:
-    """The unknown detector: a small CNN over the known classes plus "none of them", trained on the
-    training split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN),
-    both through the same receiver model."""
-    net = ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"]))
+                           n_classes: int, project: ModRecNet | None = None) -> ModRecNet:
+    """The unknown detector: a CNN over the known classes plus "none of them", trained on the training
+    split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN) and
+    on noise alone, all through the same receiver model. With ``unknown_init: "project"`` it has the
+    project classifier's architecture and starts from its weights (the known classes' head rows
+    included), so it starts from features that already tell near classes apart."""
+    from_project = cfg.get("unknown_init") == "project"
+    if from_project and project is None:
+        raise ValueError("unknown_init 'project' needs the project classifier")
+    net = (detector_from_project(project) if from_project
+           else ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"])))
     if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
         t = time.time()
         per_class = cfg["out_of_set_per_class"]
@@ -171,17 +192,22 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
                          progress=ctx.main)
         xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
                          progress=ctx.main)
+        n_noise = int(cfg.get("noise_outliers", 0))
+        if n_noise:  # an empty channel: noise alone, white and band-limited (training/data.py noise_frames)
+            xo = np.concatenate([xo, noise_frames("train", n_noise, xo.shape[-1])[0]])
+            xv = np.concatenate([xv, noise_frames("val", max(1, n_noise // 4), xv.shape[-1])[0]])
         imp = preset_impairments(cfg)
         if imp is not None:
             xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
-        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}) "
-                 f"in {time.time() - t:.1f} s")
+        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}"
+                 f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
         x, y = data["train"]
         mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
                  "val": (np.concatenate([data["val"][0], xv]),
                          np.concatenate([data["val"][1], np.full(len(xv), n_classes)]))}
-        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"]}, mixed, args,
-                         ckpt, ctx, log, want, seed=args.seed + 104729)
+        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
+                                                   "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"])},
+                         mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729)
     else:
         classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
     return net
@@ -375,8 +401,8 @@ def main(argv=None) -> int:
                          args, ckpt, ctx, log, want, seed=args.seed + 7919)
 
     detector = None
-    if cfg.get("unknown_detector") is not None:
-        detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes))
+    if cfg.get("unknown_detector") is not None or cfg.get("unknown_init") == "project":
+        detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier)
 
     if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
         return stop_after(args.stop_after, ckpt, log)
