@@ -42,6 +42,7 @@ from training.stages import accuracy, train_classifier, train_direct  # noqa: E4
 
 STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -198,6 +199,8 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
             xv = np.concatenate([xv, noise_frames("val", max(1, n_noise // 4), xv.shape[-1])[0]])
         imp = preset_impairments(cfg)
         if imp is not None:
+            # outliers at low SNR look like noisy known signals: optionally only from outlier_snr_db_min up
+            imp = dataclasses.replace(imp, snr_db_min=max(imp.snr_db_min, cfg.get("outlier_snr_db_min", imp.snr_db_min)))
             xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
         log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}"
                  f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
