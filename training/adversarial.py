@@ -451,7 +451,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=None, help="model directory (codec + classifier; default: shipped)")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help=f"held-out test frames, rounded up to a multiple of the classes (default {DEFAULT_FRAMES})")
-    p.add_argument("--ratios", type=_floats, default=list(DEFAULT_RATIOS),
+    p.add_argument("--ratios", type=lambda s: comma_list(s, float), default=list(DEFAULT_RATIOS),
                    help="perturbation-to-signal power ratios in dB, comma-separated (default -40,-30,-20,-10)")
     p.add_argument("--attacks", type=lambda s: _names(s, ATTACKS), default=["fgsm", "pgd"],
                    help="comma-separated subset of fgsm,pgd,bim (default fgsm,pgd)")

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from gnuradio.hqarf.frames import to_iq
 from gnuradio.hqarf.model import HQARF
-from training.common import Dist, RunLog, batches, maybe_ddp, per_level
+from training.common import Dist, RunLog, batches, learning_rate, maybe_ddp, per_level
 from training.levels import validate_level
 
 
