@@ -15,19 +15,17 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "shim"), str(ROOT)]
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-from gnuradio import hqarf  # noqa: E402
-from gnuradio.hqarf.codec import Codec  # noqa: E402
-from gnuradio.hqarf.model import HQARF, HQARFConfig, level_costs  # noqa: E402
-from gnuradio.hqarf.runtime import torch_threads  # noqa: E402
+from gnuradio import hqarf
+from gnuradio.hqarf.codec import Codec
+from gnuradio.hqarf.costs import level_costs
+from gnuradio.hqarf.model import HQARF, HQARFConfig
+from gnuradio.hqarf.runtime import torch_threads
 
 # Rates the issue asks for (Msps): encoder / decoder at levels 0 and 4, modrec_sink, chain.
 TARGETS = {"encoder": {0: 10.0, 4: 3.0}, "decoder": {0: 3.0, 4: 1.0}}

@@ -79,7 +79,8 @@ def make_source_block():
     import numpy as np
     import pmt
     from gnuradio import gr
-    from gnuradio.hqarf.encoder import TAG_FLUSH, TAG_TRUE_LABEL
+    from gnuradio.hqarf._vocabulary import TAG_TRUE_LABEL
+    from gnuradio.hqarf.encoder import TAG_FLUSH
 
     class SoakSource(gr.sync_block):
         """`total` frames drawn in turn from a pool, a true_label tag at each frame start, an

@@ -11,6 +11,10 @@ for p in (ROOT / "shim", ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 os.environ.setdefault("GRC_BLOCKS_PATH", str(ROOT / "grc"))
+# Scripts the tests start (training/*.py) find the checkout as under ./dev.sh, from any caller.
+_paths = [str(ROOT / "shim"), str(ROOT)]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    _paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _paths])
 
 CLASSES = ["4ask", "8pam", "16psk", "32qam_cross", "2fsk", "ofdm-256"]
 TINY = dict(encoder_widths=(8, 8, 8, 8, 8), decoder_widths=(8, 8, 8, 8, 8),

@@ -9,7 +9,9 @@ import torch
 
 from conftest import random_frames
 from gnuradio.hqarf import WeightsError, load_codec
-from gnuradio.hqarf.model import HQARF, HQARFConfig, Quantizer, level_costs
+from gnuradio.hqarf.costs import level_costs
+from gnuradio.hqarf.model import HQARF, HQARFConfig
+from gnuradio.hqarf.quantizer import Quantizer
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,10 @@ def test_dead_code_reset_batch_mode_restarts_codes_on_encoder_outputs():
     torch.manual_seed(0)
     q = Quantizer(6, 3)
     z = torch.randn(2, 3, 5) + 10.0  # latents far from the N(0, 1) codebook
-    q.relaxed(z, tau=0.5)
+    result = q.relaxed(z, tau=0.5)
+    assert result.codewords.shape == (2, 3, 5) and result.indices.shape == (2, 5) and q.usage.sum() == 0
+    q.record_usage(result.indices, z)  # the training loop keeps the statistics, not the relaxation
+    assert q.usage.sum() == 10
     q.usage.copy_(torch.tensor([100.0, 0.0, 50.0, 1.0, 0.0, 2.0]))
     before = q.codebook.detach().clone()
     assert q.reset_dead_codes(max_codes=3, mode="batch") == 3
@@ -128,11 +133,13 @@ def test_relaxed_quantiser_terms():
     torch.manual_seed(0)
     q = Quantizer(8, 4)
     z = torch.randn(2, 4, 10)
-    z_q, kl, commit, idx = q.relaxed(z, tau=1e-3)
+    result = q.relaxed(z, tau=1e-3)
     # at a tiny temperature the relaxed sample is (almost) a codeword
-    dist_to_book = torch.cdist(z_q.transpose(1, 2).reshape(-1, 4), q.codebook).min(-1).values
+    dist_to_book = torch.cdist(result.codewords.transpose(1, 2).reshape(-1, 4), q.codebook).min(-1).values
     assert dist_to_book.max() < 1e-2
-    assert kl >= -1e-5 and commit > 0 and idx.shape == (2, 10)
+    assert result.kl >= -1e-5 and result.commitment > 0 and result.indices.shape == (2, 10)
+    assert torch.equal(result.indices, q.indices(z))  # the nearest codes
+    q.record_usage(result.indices, z)
     assert q.usage.sum() == 20
 
 
@@ -183,7 +190,7 @@ def test_straight_through_quantiser_forwards_codewords_and_passes_gradients():
     torch.manual_seed(0)
     q = Quantizer(8, 4)
     z = torch.randn(2, 4, 10, requires_grad=True)
-    z_q, kl, commit, idx = q.relaxed(z, tau=0.667, hard=True)
+    z_q = q.relaxed(z, tau=0.667, hard=True).codewords
     dist_to_book = torch.cdist(z_q.detach().transpose(1, 2).reshape(-1, 4), q.codebook.detach()).min(-1).values
     assert dist_to_book.max() < 1e-5  # exactly codewords, even at a high temperature
     z_q.sum().backward()

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Coreset selection (training/coreset.py): the three FoQuS scores on hand-made trajectories, the
+"""Coreset selection (training/coreset/): the three FoQuS scores on hand-made trajectories, the
 normalisation, tiered sampling, the baselines, and record -> select -> train -> report at smoke size."""
 import json
 import os
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from training import coreset as cs
+from training.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("HQARF_TEST_CACHE", str(ROOT / ".cache" / "test-data")))
@@ -159,7 +160,7 @@ def test_snr_strata_keep_the_es_n0_make_up_of_the_training_set(method):
         cs.select(method, traj, 0.1, seed=3, snr_strata=6)
 
 
-def test_accuracy_by_esn0_counts_each_bin():
+def test_test_accuracy_by_esn0_counts_each_bin():
     class AlwaysZero(torch.nn.Module):
         def forward(self, iq):
             out = torch.zeros(iq.shape[0], 6)
@@ -169,7 +170,9 @@ def test_accuracy_by_esn0_counts_each_bin():
     x = np.zeros((8, 1024), np.complex64)
     y = np.array([0, 1, 0, 0, 1, 1, 0, 2])
     esn0 = np.array([-4.0, -1.0, 0.0, 3.9, 8.0, 12.0, 20.0, 19.0])  # 20 dB: the last bin's upper edge
-    by = cs.accuracy_by_esn0(AlwaysZero(), x, y, esn0, [-4, 0, 4, 8, 12, 16, 20])
+    out = cs.evaluate_on_test(AlwaysZero(), {"test": (x, y), "esn0_test": esn0}, cs.data_spec("noisy", 1, 1))
+    by = out["test_accuracy_by_esn0"]
+    assert by["edges_db"] == [-4, 0, 4, 8, 12, 16, 20] and out["test_accuracy"] == 0.5
     assert by["frames"] == [2, 2, 0, 1, 1, 2]
     assert by["accuracy"] == [0.5, 1.0, None, 0.0, 0.0, 0.5]
 
@@ -234,7 +237,7 @@ def test_train_py_trains_the_classifier_on_a_saved_coreset(tmp_path, one_thread)
     from training import train as train_py
     run = tmp_path / "rec"
     common = ["--data-cache", str(CACHE), "--quiet"]
-    per_class = train_py.PRESETS["smoke"]["data"]["train"]
+    per_class = PRESETS["smoke"]["data"]["train"]
     assert cs.main(["record", "--run-dir", str(run), "--train-per-class", str(per_class), "--test-per-class", "16",
                     "--arch", "tiny", "--epochs", "2", "--batch", "32", *common]) == 0
     assert cs.main(["select", "--run-dir", str(run), "--fractions", "0.25", "--methods", "foqus"]) == 0

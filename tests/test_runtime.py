@@ -12,7 +12,9 @@ import torch
 from conftest import make_codec, random_frames
 from gnuradio import blocks, gr, hqarf
 from gnuradio.hqarf import flowgraphs, runtime, sigmf
-from gnuradio.hqarf.model import HQARF, HQARFConfig, Quantizer, level_costs
+from gnuradio.hqarf.costs import level_costs
+from gnuradio.hqarf.model import HQARF, HQARFConfig
+from gnuradio.hqarf.quantizer import Quantizer
 from gnuradio.hqarf.weights import DEFAULT_MODEL_DIR
 
 RECORDING = DEFAULT_MODEL_DIR.parents[3] / "examples" / "data" / "6mod_sample"

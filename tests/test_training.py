@@ -127,8 +127,8 @@ def test_schedules():
 
 
 def test_preset_values_per_level():
-    from training.stages import per_level
-    from training.train import PRESETS
+    from training.common import per_level
+    from training.presets import PRESETS
     assert per_level(3, 4) == 3 and per_level((1, 2, 3), 1) == 2
     default = PRESETS["default"]
     for value in (default["reset_codes"], default["reset_mode"], *default["task_scale"].values()):
@@ -162,10 +162,10 @@ def test_keep_best_restores_the_best_validation_epoch(monkeypatch, tmp_path, sta
     import copy
 
     import torch
-    from training import stages
+    from training import levels
     from training.common import Dist, RunLog
-    from hqarf.model import HQARF, HQARFConfig
-    from training.train import PRESETS
+    from gnuradio.hqarf.model import HQARF, HQARFConfig
+    from training.presets import PRESETS
 
     cfg = copy.deepcopy(PRESETS["smoke"])
     cfg["level_epochs"] = {stage: 2}
@@ -181,9 +181,9 @@ def test_keep_best_restores_the_best_validation_epoch(monkeypatch, tmp_path, sta
         seen.append({k: v.clone() for k, v in model.levels[level].state_dict().items()})
         return {"val_snr_db": 0.0, "val_accuracy": next(calls)}
 
-    monkeypatch.setattr(stages, "validate_level", fake_validate)
+    monkeypatch.setattr(levels, "validate_level", fake_validate)
     classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2048, 6))
-    val = stages.train_level(model, level, stage, data, cfg, Dist("cpu"), RunLog(tmp_path, enabled=True), seed=0,
+    val = levels.train_level(model, level, stage, data, cfg, Dist("cpu"), RunLog(tmp_path, enabled=True), seed=0,
                              classifier=classifier, fresh_codebook=fresh)
     assert len(seen) == len(accuracies)
     candidates = seen if not fresh else [None, *seen]
@@ -216,3 +216,27 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
     assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
     assert (tmp_path / "accuracy_vs_snr.png").stat().st_size > 5000
+
+
+def test_run_log_writes_metrics_as_csv_beside_the_jsonl(tmp_path):
+    import csv
+
+    from training.common import RunLog
+    log = RunLog(tmp_path)
+    log.metrics(stage="classifier", epoch=1, loss=0.5, val_accuracy=0.25)
+    log.metrics(stage="hae", level=0, epoch=1, train_loss=0.125)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    jsonl = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["classifier", "hae"] and len(jsonl) == 2
+    assert rows[0]["val_accuracy"] == "0.25" and rows[0]["level"] == "" and rows[1]["train_loss"] == "0.125"
+    assert list(rows[0]) == ["time_s", "stage", "epoch", "loss", "val_accuracy", "level", "train_loss"]
+
+
+def test_summary_says_toy_run_when_originals_are_at_chance():
+    from training.evaluate import at_chance, summary_markdown
+    report = {"classes": ["a", "b", "c", "d", "e", "f"], "test_frames": 96, "test_per_class": 16,
+              "summary_table": "| level |", "stages": {}}
+    assert at_chance(0.2, 6, 96) and not at_chance(0.5, 6, 96)
+    assert "Toy run" in summary_markdown({**report, "original_accuracy": 0.2})
+    assert "Toy run" not in summary_markdown({**report, "original_accuracy": 0.9})
+

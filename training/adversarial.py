@@ -3,9 +3,9 @@
 """Adversarial robustness of compress -> reconstruct -> classify: white-box FGSM / PGD on the ModRec
 classifier, with the perturbation size given as a perturbation-to-signal power ratio (PSR, dB).
 
-    python training/adversarial.py --out docs/adversarial                 # the default grid, shipped model
-    python training/adversarial.py --model runs/default/model --frames 60 --ratios -30,-20 --out runs/adv
-    python training/adversarial.py table docs/adversarial/report.json     # its Markdown table again
+    ./dev.sh env python training/adversarial.py --out docs/adversarial                 # the default grid, shipped model
+    ./dev.sh env python training/adversarial.py --model runs/default/model --frames 60 --ratios -30,-20 --out runs/adv
+    ./dev.sh env python training/adversarial.py table docs/adversarial/report.json     # its Markdown table again
 
 For every constraint, attack, PSR and level it reports ModRec accuracy on held-out frames:
 
@@ -65,15 +65,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.common import git_commit  # noqa: E402  (sets up import paths)
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import hqarf  # noqa: E402
-from hqarf.codec import from_iq, to_iq  # noqa: E402
+from gnuradio import hqarf
+from gnuradio.hqarf.frames import from_iq, to_iq
+from training.common import comma_list, git_commit
+from training.data import DataConfig, generate
 
 DEFAULT_RATIOS = (-40.0, -30.0, -20.0, -10.0)
 DEFAULT_FRAMES = 120
@@ -413,12 +412,8 @@ def plot(report: dict, path: Path):
     plt.close(fig)
 
 
-def _floats(text: str) -> list:
-    return [float(v) for v in text.split(",") if v.strip()]
-
-
 def _names(text: str, allowed) -> list:
-    names = [v.strip() for v in text.split(",") if v.strip()]
+    names = comma_list(text)
     bad = [v for v in names if v not in allowed]
     if bad or not names:
         raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(allowed)}, got {text!r}")
@@ -435,7 +430,6 @@ def load_frames(args, clf, frame_len):
         pick = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(n_classes)])
         x, y = x[np.sort(pick)], y[np.sort(pick)]
     else:
-        from training.data import DataConfig, generate
         config = DataConfig(frame_len=frame_len, classes=tuple(clf.classes))
         x, y = generate("test", per_class, config, cache_dir=args.data_cache, progress=not args.quiet)
     return unit(x), y
@@ -457,7 +451,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=None, help="model directory (codec + classifier; default: shipped)")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help=f"held-out test frames, rounded up to a multiple of the classes (default {DEFAULT_FRAMES})")
-    p.add_argument("--ratios", type=_floats, default=list(DEFAULT_RATIOS),
+    p.add_argument("--ratios", type=lambda s: comma_list(s, float), default=list(DEFAULT_RATIOS),
                    help="perturbation-to-signal power ratios in dB, comma-separated (default -40,-30,-20,-10)")
     p.add_argument("--attacks", type=lambda s: _names(s, ATTACKS), default=["fgsm", "pgd"],
                    help="comma-separated subset of fgsm,pgd,bim (default fgsm,pgd)")

@@ -1,27 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Shared plumbing of the training package: import paths, distributed set-up, schedules, logging.
+"""Shared plumbing of the training package: distributed set-up, schedules, provenance, logging.
 
-Training depends on the codec core (python/hqarf) and torchsig; nothing at run time depends on it.
+Training depends on the codec core (gnuradio.hqarf, from the checkout through ./dev.sh's PYTHONPATH
+or installed) and torchsig; nothing at run time depends on it.
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The codec core from the source tree, without GNU Radio (hqarf's __init__ imports no blocks).
-if str(REPO / "python") not in sys.path:
-    sys.path.insert(0, str(REPO / "python"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
 
 
 # -- distributed ------------------------------------------------------------------------------
@@ -71,6 +69,25 @@ class Dist:
             dist.destroy_process_group()
 
 
+def batches(n: int, batch: int, seed: int, epoch: int, ctx: Dist):
+    """This rank's shuffled batches of indices for one epoch (same count on every rank)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)[ctx.shard(n)]
+    usable = len(order) - len(order) % batch if len(order) >= batch else len(order)
+    for i in range(0, usable, batch):
+        yield order[i:i + batch]
+
+
+def maybe_ddp(module: nn.Module, ctx: Dist) -> nn.Module:
+    if ctx.world == 1:
+        return module
+    return nn.parallel.DistributedDataParallel(module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+
+
+def per_level(value, level: int):
+    """A preset value given once for every level, or as a tuple with one entry per level."""
+    return value[level] if isinstance(value, (list, tuple)) else value
+
+
 # -- schedules --------------------------------------------------------------------------------
 def learning_rate(step: int, total: int, peak: float, floor: float, flat_fraction: float = 2 / 3) -> float:
     """Flat `peak` for the first 2/3 of training, then a cosine to `floor` (the public code
@@ -86,6 +103,12 @@ def temperature(step: int, total: int, start: float = 0.667, end: float = 0.001)
     """Gumbel-softmax temperature, linear from `start` to `end` over the whole run (the public
     code compounded the decay and reached the floor after about two epochs)."""
     return start + (end - start) * min(1.0, step / max(1, total - 1))
+
+
+# -- command lines --------------------------------------------------------------------------------
+def comma_list(text: str, kind=str) -> list:
+    """'0.1, 0.3,' -> [0.1, 0.3] with kind=float: a command-line list, empty items dropped."""
+    return [kind(v.strip()) for v in text.split(",") if v.strip()]
 
 
 # -- provenance -------------------------------------------------------------------------------
@@ -110,9 +133,11 @@ class RunLog:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def metrics(self, **row):
+        """One row of metrics.jsonl, and metrics.csv rewritten beside it (for spreadsheets and pandas)."""
         if self.enabled:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"time_s": round(time.time() - self.start, 2), **row}) + "\n")
+            write_metrics_csv(self.run_dir / "metrics.jsonl", self.run_dir / "metrics.csv")
 
     def note(self, text: str):
         if self.enabled:
@@ -120,3 +145,16 @@ class RunLog:
             print(line, flush=True)
             with open(self.run_dir / "train.log", "a") as f:
                 f.write(line + "\n")
+
+
+def write_metrics_csv(jsonl: Path, csv_path: Path) -> None:
+    """The rows of a metrics.jsonl as CSV: one column per key, in order of first appearance, empty
+    where a row has no such key (classifier and level rows carry different metrics)."""
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(csv_path)

@@ -3,8 +3,8 @@
 """Evaluation report: ModRec accuracy, rate and distortion of HAE / HQARF without KL / HQARF at every
 level, against conventional codecs at matched bits per frame; JSON, Markdown and PNG plots.
 
-    python training/evaluate.py --run-dir runs/default            # all three stages of a training run
-    python training/evaluate.py --model python/hqarf/models/default   # a shipped model (HQARF stage only)
+    ./dev.sh env python training/evaluate.py --run-dir runs/default            # all three stages of a training run
+    ./dev.sh env python training/evaluate.py --model python/hqarf/models/default   # a shipped model (HQARF stage only)
 """
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.common import REPO  # noqa: E402  (sets up import paths)
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from hqarf.classifier import load_classifier  # noqa: E402
-from hqarf.codec import load_codec, to_iq, from_iq  # noqa: E402
+from gnuradio.hqarf.classifier import load_classifier
+from gnuradio.hqarf.codec import load_codec
+from gnuradio.hqarf.frames import from_iq, to_iq
+from gnuradio.hqarf.weights import manifest_path
+from training.baselines import all_codecs, lossless_reference, svd_components_for_energy
+from training.common import REPO
+from training.data import DataConfig, Impairments, generate, impair
 
 STAGE_LABELS = {"hae": "HAE (no quantiser)", "hqarf_nokl": "HQARF without KL", "hqarf": "HQARF (chain decoder)",
                 "direct": "HQARF v2 (direct decoders)"}
@@ -35,7 +37,6 @@ def main_stage(stages: dict) -> str:
 
 def load_heldout(directory):
     """The model directory's held-out classifier, or None for models shipped without one."""
-    from hqarf.weights import manifest_path
     if not manifest_path(directory, "heldout_classifier").exists():
         return None
     return load_classifier(directory, kind="heldout_classifier")
@@ -131,7 +132,6 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
         report["stages"][stage] = levels
 
     if baselines and budgets:
-        from training.baselines import all_codecs, lossless_reference, svd_components_for_energy
         fit = train[0][: min(len(train[0]), 6000)]
         for name, fn in all_codecs(fit).items():
             rows = []
@@ -193,10 +193,20 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def at_chance(accuracy: float, classes: int, frames: int) -> bool:
+    """An accuracy no better than guessing: within two standard errors of 1 / classes."""
+    chance = 1.0 / classes
+    return accuracy <= chance + 2.0 * (chance * (1.0 - chance) / max(1, frames)) ** 0.5
+
+
 def summary_markdown(report: dict) -> str:
     classes = report["classes"]
     out = ["# Evaluation", "", f"Test set: {report['test_frames']} frames ({report['test_per_class']} per class). "
            f"Classifier on originals: {report['original_accuracy']:.4f}.", "", report["summary_table"], ""]
+    if at_chance(report["original_accuracy"], len(classes), report["test_frames"]):
+        out[1:1] = ["", f"**Toy run**: the classifier on original frames is at chance ({1 / len(classes):.2f} for "
+                    f"{len(classes)} classes), so these figures show that the pipeline runs end to end, not what "
+                    "the codec achieves (the smoke preset trains for seconds on a few frames).", ""]
     if "lossless_zstd_int16" in report:
         ll = report["lossless_zstd_int16"]
         out += [f"Lossless reference (zstd -19 on int16 IQ): {ll['bits_per_frame']:.0f} bits/frame, "
@@ -357,7 +367,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/evaluation or ./evaluation)")
     p.add_argument("--no-baselines", action="store_true", help="skip the conventional codecs")
     args = p.parse_args(argv)
-    from training.data import DataConfig, Impairments, generate, impair
     test = generate("test", args.per_class, DataConfig())
     train = generate("train", max(1, min(1000, args.per_class)), DataConfig())
     if args.run_dir:

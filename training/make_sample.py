@@ -6,8 +6,8 @@ N frames of each 6Mod class from the TEST split (never seen in training), groupe
 waterfall or time plot shows six blocks; one `core:label` annotation per frame. cf32_le, each
 frame at max |x| = 1, the generator's sample rate. Deterministic: rerunning writes the same bytes.
 
-    .venv/bin/python training/make_sample.py                     # 8 frames per class
-    .venv/bin/python training/make_sample.py --frames-per-class 20 --interleaved -o /tmp/sample
+    ./dev.sh env python training/make_sample.py                     # 8 frames per class
+    ./dev.sh env python training/make_sample.py --frames-per-class 20 --interleaved -o /tmp/sample
 """
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.common import REPO  # noqa: E402  (sets up import paths)
+from training.common import REPO
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from hqarf.sigmf import frame_annotations, write_sigmf  # noqa: E402
-from training.data import CLASSES, SPLIT_SEEDS, DataConfig, generate, torchsig  # noqa: E402
+from gnuradio.hqarf.sigmf import frame_annotations, write_sigmf
+from training.data import CLASSES, SPLIT_SEEDS, DataConfig, generate, torchsig
 
 DEFAULT_OUTPUT = REPO / "examples" / "data" / "6mod_sample"
 SPLIT = "test"

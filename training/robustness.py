@@ -15,16 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.common import REPO  # noqa: E402,F401  (sets up import paths)
+from training.common import REPO
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from hqarf.classifier import load_classifier  # noqa: E402
-from hqarf.codec import load_codec  # noqa: E402
-from training.data import CLASSES, OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair  # noqa: E402
-from training import signal_properties  # noqa: E402
-from training.evaluate import style_accuracy_axes  # noqa: E402
+from gnuradio.hqarf.classifier import load_classifier
+from gnuradio.hqarf.codec import load_codec
+from training.data import CLASSES, OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair
+from training import signal_properties
+from training.evaluate import style_accuracy_axes
 
 # Out-of-set torchsig classes (none of them in 6Mod); the report gives each one's flag rate, because
 # some are near relatives of an in-set class (ofdm-64 of ofdm-256, 16qam of 32qam_cross).

@@ -3,13 +3,14 @@
 """Train gr-hqarf's models: data -> ModRec classifier -> HAE -> HQARF without KL -> HQARF -> evaluation.
 
 Run from the repository root in the project's environment, e.g. `./dev.sh train --preset smoke`
-or `.venv/bin/python training/train.py --preset default`. Works unchanged under torchrun (DDP).
+or `./dev.sh env python training/train.py --preset default`. Works unchanged under torchrun (DDP).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import dataclasses
+import importlib.util
 import json
 import os
 import shlex
@@ -17,99 +18,29 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import importlib.util  # noqa: E402
-
-if importlib.util.find_spec("torch") is None:  # e.g. `python training/train.py` outside the .venv
-    sys.exit(f"train.py: this Python ({sys.executable}) has no torch; run it in the project's "
-             "environment: ./dev.sh train [ARGS] (or ./dev.sh env python training/train.py [ARGS])")
-from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402  (sets up import paths)
+# `python training/train.py` outside the project's environment: one line that says what to run.
+if importlib.util.find_spec("torch") is None or importlib.util.find_spec("training") is None:
+    sys.exit(f"train.py: this Python ({sys.executable}) lacks torch or the checkout on its path; run it in the "
+             "project's environment: ./dev.sh train [ARGS] (or ./dev.sh env python training/train.py [ARGS])")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
-from hqarf.codec import Codec  # noqa: E402
-from hqarf.model import HQARF, HQARFConfig, count_parameters, level_costs  # noqa: E402
-from training.data import OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair, noise_frames  # noqa: E402
+from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
+from gnuradio.hqarf.codec import Codec  # noqa: E402
+from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
+from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
+from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
+from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
+from training.data import (OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair,  # noqa: E402
+                           noise_frames)
+from training.evaluate import evaluate_run  # noqa: E402
+from training.presets import PRESETS  # noqa: E402
+from training.levels import train_level  # noqa: E402
+from training.stages import accuracy, train_classifier, train_direct  # noqa: E402
 
 STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
-
-# Compact CPU model: the paper's encoders, decoders far narrower than the paper's 16..1024.
-DEFAULT_CODEC = dict(encoder_widths=(16, 32, 64, 64, 128), decoder_widths=(32, 64, 96, 128, 128),
-                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64, direct_levels=(1, 2, 3, 4))
-
-# Scale of the classifier (task) term per stage and level (0: no term): every HAE level, quantised
-# levels 0-2 and level 4 without KL (the default preset's comment says why).
-TASK_SCALE = dict(hae=1.0, hqarf_nokl=(1.0, 1.0, 1.0, 0.0, 1.0), hqarf=(1.0, 1.0, 1.0, 0.0, 0.0))
-
-PRESETS = {
-    # Under two minutes on a CPU: exercises every stage, for tests and CI.
-    "smoke": dict(
-        data=dict(train=48, val=8, test=16), codec=dict(encoder_widths=(8, 8, 8, 8, 8),
-                                                         decoder_widths=(8, 8, 8, 8, 8),
-                                                         residual_blocks=(0, 1, 1, 1, 1), code_dim=16,
-                                                         direct_levels=(1, 2, 3, 4)),
-        classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
-        classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
-        heldout_classifier=dict(arch="transformer", dim=16, depth=1, heads=2), heldout_epochs=2,
-        unknown_detector=dict(stem_width=8, widths=(8, 16), blocks=(1, 1)), unknown_epochs=2, out_of_set_per_class=8,
-        noise_outliers=8, outlier_snr_db_min=10.0,
-        impairments={}, classifier_rotate=0.01,
-        direct_epochs=1, direct_steps=4, direct_batch=16,
-        direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=8),
-        level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
-        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
-        task_scale=TASK_SCALE,
-        reset_every=8, stats_frames=64, reset_codes=8, reset_mode="batch", keep_best=True),
-    # The shipped model: the whole pipeline within 90 minutes on 2 CPU cores.
-    "default": dict(
-        data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
-        classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
-        classifier_epochs=4, classifier_batch=64, classifier_lr=3e-3,
-        heldout_classifier=dict(arch="transformer"), heldout_epochs=4,
-        # The unknown flag: a small CNN over the six classes plus "none of them" (outlier exposure).
-        unknown_detector=dict(stem_width=24, widths=(24, 48, 64), blocks=(1, 1, 1)), unknown_epochs=6,
-        out_of_set_per_class=1000, noise_outliers=2000, outlier_snr_db_min=10.0,
-        # Receiver impairments (training/data.py Impairments: SNR 0-30 dB with 20 % clean frames,
-        # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.
-        impairments={}, classifier_rotate=0.01,
-        # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
-        # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
-        # frames of each batch under a shared random phase and offset.
-        direct_epochs=2, direct_steps=100, direct_batch=32,
-        direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=16),
-        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=1), batch=64, lr=1e-3,
-        # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
-        # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code
-        # per check, next to the most-used one), 2 epochs without KL and 1 with. Variants of it made
-        # level 1-2 worse: no task term in the quantised stages (validation 0.86 / 0.67), the term on
-        # 16 frames or with batch restarts (level 2: 0.56-0.66, the loss climbing from 0.9 to 2.2).
-        # Levels 3-4: the task term in the HAE stage only, on 16 frames of each batch (in the
-        # quantised stages, through three or four re-quantisations, its gradient is noise: it
-        # collapsed the codebook and took level 3 from 0.80 to 0.57), dead codes restarting on
-        # encoder outputs of the last batch, 8 per check (no dead codes at level 3, against 13-19 of
-        # 64 with the HQA policy), 3 epochs without KL and 1 with (4 and 2 before session 5, cut to fit the
-        # direct stage into the time budget). Level 4 without KL is the exception:
-        # the term at 0.3x weight (0.03) on 16 frames took its validation accuracy from 0.45-0.54 to
-        # 0.59-0.68 (at level 3, and at level 4 with KL, it did not help). Every level keeps its best
-        # epoch by validation accuracy, the KL stage's starting point included (keep_best): the KL
-        # stage took level 2 from 0.895 to 0.804. training/README.md has the trials.
-        coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=16, hard=True),
-        task_scale={**TASK_SCALE, "hqarf_nokl": (1.0, 1.0, 1.0, 0.0, 0.3)},
-        task_full_batch=dict(hae=(0, 1, 2), hqarf_nokl=(0, 1, 2), hqarf=(0, 1, 2)),
-        reset_every=20, stats_frames=1024,
-        reset_codes=(1, 1, 1, 8, 8), reset_mode=("split", "split", "split", "batch", "batch"),
-        keep_best=True),
-    # The papers' sizes and epochs, for a GPU.
-    "paper": dict(
-        data=dict(train=4000, val=1000, test=1000), codec={},
-        classifier=dict(stem_width=64, widths=(64, 128, 192, 256), blocks=(2, 2, 2, 2)),
-        classifier_epochs=40, classifier_batch=128, classifier_lr=2e-3,
-        level_epochs=dict(hae=100, hqarf_nokl=100, hqarf=100), batch=64, lr=4e-4,
-        coefs=dict(cos=0.7, kl=0.1, commit=0.005, task=0.0), reset_every=20, stats_frames=4096),
-}
 
 
 def parse_args(argv=None):
@@ -141,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per level for the stages run now (default: the preset's)")
     p.add_argument("--coreset", type=Path, default=None,
-                   help="train the classifier on this coreset only (a coresets/*.npz file of training/coreset.py, "
+                   help="train the classifier on this coreset only (a coresets/*.npz file of training.coreset, "
                         "selected on the clean training split of this preset's size)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report at the end")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
@@ -212,8 +143,10 @@ def preset_impairments(cfg: dict) -> Impairments | None:
 
 def load_coreset(path: Path, train_per_class: int, n_train: int):
     """Indices of a coreset file, checked against the training split they will index."""
-    from training.coreset import read_coreset
-    coreset = read_coreset(path)
+    try:
+        coreset = read_coreset(path)
+    except CoresetError as exc:
+        raise SystemExit(str(exc)) from None
     idx, spec = coreset["indices"], coreset["data"]
     info = {"file": str(path), "method": coreset["method"], "fraction": coreset["fraction"], "seed": coreset["seed"],
             "size": int(len(idx))}
@@ -322,7 +255,6 @@ def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpo
         ckpt.load(name, net)
         log.note(f"{name}: loaded from checkpoint")
     elif want("classifier") or want(name):
-        from training.stages import accuracy, train_classifier
         t = time.time()
         log.note(f"{name}: {count_parameters(net)} parameters ({net.config.arch})")
         train_data = data
@@ -344,7 +276,6 @@ def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpo
 def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: "Checkpoints",
                  ctx: Dist, log: RunLog, want, classifier) -> HQARF:
     """The trained chain model plus a direct decoder G_i per level of ``codec_config.direct_levels``."""
-    from training.stages import train_direct
     model = HQARF(codec_config)
     model.load_state_dict(chain.state_dict(), strict=False)  # every weight but the direct decoders
     for level in codec_config.direct_levels:
@@ -378,8 +309,9 @@ def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manife
     return out
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def start_run(args):
+    """The preset with the command line's overrides, the process group, the run's log and
+    checkpoints, and this invocation recorded for provenance."""
     cfg = copy.deepcopy(PRESETS[args.preset])
     cfg["epochs_override"] = args.epochs
     if args.task_weight is not None:
@@ -392,7 +324,6 @@ def main(argv=None) -> int:
     if run_dir.exists() and not args.resume and args.stage == "all" and (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it or choose --run-dir")
     ckpt = Checkpoints(run_dir)
-    started = time.time()
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
@@ -402,7 +333,61 @@ def main(argv=None) -> int:
              f"threads {torch.get_num_threads()} | commit {commit}")
     log.note("choices: Adam (lr flat for 2/3 then cosine to lr/10), gradient clipping at 1.0, linear Gumbel "
              f"temperature 0.667 -> 0.001, coefficients {cfg['coefs']}; training/README.md says why")
+    return cfg, run_dir, ctx, log, ckpt, command, commit
 
+
+def chain_stages(codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: Checkpoints, ctx: Dist, log: RunLog,
+                 want, classifier):
+    """HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the chain
+    (the direct decoders are not there yet). Returns (model of each stage, the stage --stop-after
+    ended the run at, or None)."""
+    model = HQARF(dataclasses.replace(codec_config, direct_levels=()))
+    models = {}
+    previous = None
+    for stage in STAGES:
+        if previous is not None:
+            model = copy.deepcopy(models[previous])
+        ckpt.load(stage, model)
+        for level in range(codec_config.levels):
+            if ckpt.done(stage, level):
+                continue
+            if not want(stage) or (args.level is not None and level != args.level):
+                continue
+            t = time.time()
+            fresh = stage == "hqarf_nokl"  # stage 2 adds a fresh codebook to the HAE weights
+            val = train_level(model, level, stage, data, cfg, ctx, log, seed=args.seed * 1000 + level,
+                              classifier=classifier, fresh_codebook=fresh)
+            if ctx.main:
+                ckpt.save(stage, level, model, time.time() - t, val)
+            ctx.barrier()
+        models[stage] = model
+        previous = stage
+        if args.stop_after == stage:
+            return models, stage
+    return models, None
+
+
+def run_provenance(command: str, commit: str, args, ctx: Dist, cfg: dict, data_config: DataConfig,
+                   ckpt: Checkpoints) -> dict:
+    return {
+        "command": command, "commit": commit, "preset": args.preset, "seed": args.seed,
+        "device": str(ctx.device), "world_size": ctx.world, "torch": torch.__version__,
+        "data": {**data_config.to_dict(), "key": data_config.key(), "per_class": cfg["data"],
+                 "impairments": cfg.get("impairments") if cfg.get("impairments") is None
+                 else preset_impairments(cfg).to_dict(),
+                 "split_seeds": SPLIT_SEEDS},
+        "training": {k: v for k, v in cfg.items() if k not in ("data", "codec", "classifier")},
+        "durations_s": ckpt.progress["durations_s"],
+        "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1),
+        "stage_metrics": ckpt.progress["metrics"],
+        "invocations": ckpt.progress.get("invocations", []),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    cfg, run_dir, ctx, log, ckpt, command, commit = start_run(args)
     torch.manual_seed(args.seed)
     data, data_config = load_data(cfg, args, ctx, log)
     classes = data_config.classes
@@ -425,34 +410,11 @@ def main(argv=None) -> int:
     if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
         return stop_after(args.stop_after, ckpt, log)
 
-    # 2-4. HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the
-    #      chain (the direct decoders are not there yet).
-    from training.stages import train_level
+    # 2-4. The chain stages.
     codec_config = HQARFConfig(**cfg["codec"])
-    chain_config = dataclasses.replace(codec_config, direct_levels=())
-    model = HQARF(chain_config)
-    models = {}
-    previous = None
-    for stage in STAGES:
-        if previous is not None:
-            model = copy.deepcopy(models[previous])
-        ckpt.load(stage, model)
-        for level in range(codec_config.levels):
-            if ckpt.done(stage, level):
-                continue
-            if not want(stage) or (args.level is not None and level != args.level):
-                continue
-            t = time.time()
-            fresh = stage == "hqarf_nokl"  # stage 2 adds a fresh codebook to the HAE weights
-            val = train_level(model, level, stage, data, cfg, ctx, log, seed=args.seed * 1000 + level,
-                              classifier=classifier, fresh_codebook=fresh)
-            if ctx.main:
-                ckpt.save(stage, level, model, time.time() - t, val)
-            ctx.barrier()
-        models[stage] = model
-        previous = stage
-        if args.stop_after == stage:
-            return stop_after(stage, ckpt, log)
+    models, stopped = chain_stages(codec_config, cfg, data, args, ckpt, ctx, log, want, classifier)
+    if stopped is not None:
+        return stop_after(stopped, ckpt, log)
 
     # 5. Codec v2: a direct decoder per level in direct_levels, trained end to end on I/Q.
     stages_run = list(STAGES)
@@ -463,19 +425,7 @@ def main(argv=None) -> int:
     shipped = stages_run[-1]
     complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
         ckpt.done("direct", level) for level in codec_config.direct_levels)
-    provenance = {
-        "command": command, "commit": commit, "preset": args.preset, "seed": args.seed,
-        "device": str(ctx.device), "world_size": ctx.world, "torch": torch.__version__,
-        "data": {**data_config.to_dict(), "key": data_config.key(), "per_class": cfg["data"],
-                 "impairments": cfg.get("impairments") if cfg.get("impairments") is None
-                 else preset_impairments(cfg).to_dict(),
-                 "split_seeds": __import__("training.data", fromlist=["SPLIT_SEEDS"]).SPLIT_SEEDS},
-        "training": {k: v for k, v in cfg.items() if k not in ("data", "codec", "classifier")},
-        "durations_s": ckpt.progress["durations_s"],
-        "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1),
-        "stage_metrics": ckpt.progress["metrics"],
-        "invocations": ckpt.progress.get("invocations", []),
-    }
+    provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
         project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector)
         classifier = project
@@ -488,7 +438,6 @@ def main(argv=None) -> int:
         (model_dir / "costs.json").write_text(json.dumps(costs, indent=1))
         log.note(f"model written to {model_dir} ({sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB)")
         if not args.no_evaluate and args.stage in ("all", "evaluate", shipped):
-            from training.evaluate import evaluate_run
             t = time.time()
             report = evaluate_run(run_dir, data, log=log)
             ckpt.progress["durations_s"]["evaluate"] = round(time.time() - t, 1)

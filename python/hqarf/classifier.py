@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import weights as weights_io
-from .codec import CHUNK, as_frames, iq_array, to_iq
+from .codec import CHUNK
+from .frames import as_frames, iq_array, to_iq
 from .runtime import DEFAULT_RUNTIME, Runtime
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ import numpy as np
 from . import __version__
 from . import container as container_io
 from . import sigmf
+from ._checks import check_level
 from .codec import load_codec
 from .classifier import load_classifier
 from .container import ContainerError
+from .frames import pad_to_frames
 from .sigmf import RecordingError
-from .weights import WeightsError
+from .weights import WeightsError, manifest_path
 from .wire import WireFormatError
 
 PROG = "gr-hqarf"
@@ -60,9 +63,10 @@ def _progress(total: int, desc: str, quiet: bool):
 
 
 def _check_level(codec, level) -> int:
-    if level is None or not 0 <= level < codec.levels:
-        raise UsageError(f"--level {level} is not a level of this model (0..{codec.levels - 1})")
-    return level
+    try:
+        return check_level(level, codec.levels)
+    except ValueError:
+        raise UsageError(f"--level {level} is not a level of this model (0..{codec.levels - 1})") from None
 
 
 def _same_file(a: Path, b: Path | None) -> bool:
@@ -184,7 +188,7 @@ def _classify_source(args, frame_len: int):
         for start, samples in recording.chunks(step):
             if codec is not None:
                 # Through the wire format, as a receiver would see it: one message per chunk.
-                frames = container_io.pad_to_frames(samples, frame_len)
+                frames = pad_to_frames(samples, frame_len)
                 samples = codec.decompress(codec.compress(frames, args.level)).reshape(-1)[: len(samples)]
             if on_frames:
                 on_frames(-(-len(samples) // frame_len))
@@ -211,7 +215,7 @@ def cmd_classify(args) -> int:
     with _progress(num_frames, "classify", args.quiet or not args.summary_only) as bar:
         done = 0
         for samples in chunks(bar.update):
-            frames = container_io.pad_to_frames(samples, frame_len)
+            frames = pad_to_frames(samples, frame_len)
             result = classifier.classify(frames, threshold)
             pred, conf, unk = result["prediction"], result["confidence"], result["unknown"]
             predictions.append(pred)
@@ -321,7 +325,6 @@ def cmd_info(args) -> int:
     if target and Path(target).is_file() and container_io.is_compressed_file(target):
         return _info_compressed(Path(target))
     codec = load_codec(target)
-    from .weights import manifest_path
     where = manifest_path(target, "codec")
     print(f"model        {where}")
     print(f"fingerprint  {codec.fingerprint_hex}")
@@ -364,8 +367,8 @@ def cmd_demo(args) -> int:
         kwargs["levels"] = args.levels
     if args.frames_per_class is not None:
         kwargs["frames_per_class"] = args.frames_per_class
-    result = flowgraphs.run_demo(**kwargs)
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+    flowgraphs.run_demo(**kwargs)  # prints its table; raises on failure
+    return 0
 
 
 def _levels(text: str) -> list:
@@ -471,7 +474,9 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: a command is required (compress, decompress, classify, info, demo)", file=sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # the library's warnings (no sample rate known) as one line each
+            warnings.showwarning = lambda message, *_: print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+            return int(args.func(args) or 0)
     except UsageError as exc:
         if args.debug:
             raise

@@ -11,6 +11,8 @@ import torch
 
 from . import weights as weights_io
 from . import wire
+from ._checks import check_level
+from .frames import as_frames, complex_array, iq_array, to_iq
 from .model import HQARF, HQARFConfig
 from .runtime import DEFAULT_RUNTIME, Runtime
 
@@ -50,32 +52,6 @@ def frame_scales(frames: np.ndarray) -> tuple[np.ndarray, int]:
     saturated = int((raw > MAX_SCALE).sum())
     scales = np.minimum(raw, MAX_SCALE).astype(np.float32)
     return wire.scales_from_bfloat16(wire.scales_to_bfloat16(scales)), saturated
-
-
-def to_iq(frames: np.ndarray, device) -> torch.Tensor:
-    """complex (N, L) -> float32 (N, 2, L) with row 0 = I, row 1 = Q."""
-    return torch.from_numpy(np.stack([frames.real, frames.imag], axis=1).astype(np.float32)).to(device)
-
-
-def iq_array(frames: np.ndarray) -> np.ndarray:
-    """complex (N, L) -> contiguous float32 (N, 2, L), row 0 = I, row 1 = Q (what to_iq holds)."""
-    out = np.empty((len(frames), 2, frames.shape[1]), np.float32)
-    out[:, 0] = frames.real
-    out[:, 1] = frames.imag
-    return out
-
-
-def complex_array(a: np.ndarray) -> np.ndarray:
-    """float (N, 2, L) -> complex64 (N, L)."""
-    out = np.empty((a.shape[0], a.shape[2]), np.complex64)
-    out.real = a[:, 0]
-    out.imag = a[:, 1]
-    return out
-
-
-def from_iq(t: torch.Tensor) -> np.ndarray:
-    a = t.detach().float().cpu().numpy()
-    return (a[:, 0] + 1j * a[:, 1]).astype(np.complex64)
 
 
 class Codec:
@@ -162,9 +138,7 @@ class Codec:
         return max(self.message_size(level, wire.MAX_FRAMES) for level in range(self.levels))
 
     def _check_level(self, level) -> int:
-        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.levels:
-            raise ValueError(f"level must be an integer in 0..{self.levels - 1}, got {level!r}")
-        return int(level)
+        return check_level(level, self.levels)
 
     # -- indices ----------------------------------------------------------------------------
     def encode(self, x, level: int, sample: bool = False, seed: int | None = None) -> np.ndarray:

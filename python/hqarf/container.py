@@ -32,6 +32,7 @@ import json
 import math
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import sigmf, wire
+from .frames import pad_to_frames
 
 MAGIC = b"\x89HQF\r\n\x1a\n"
 VERSION = 1
@@ -165,6 +167,9 @@ def compress_recording(codec, recording, path, level: int, frames_per_message: i
     codec.tokens(level)  # raises ValueError for a level the model does not have
     if not 1 <= frames_per_message <= wire.MAX_FRAMES:
         raise ValueError(f"frames per message must be in 1..{wire.MAX_FRAMES}")
+    if recording.sample_rate is None:
+        warnings.warn(f"{recording.path}: no sample rate (core:sample_rate), so the compressed file has none; "
+                      "give it with --sample-rate", sigmf.RecordingWarning, stacklevel=2)
     header = Header(level=level, sample_count=recording.num_samples, fingerprint=codec.fingerprint_hex,
                     frame_len=codec.frame_len, sample_rate=recording.sample_rate, datatype=recording.datatype,
                     metadata=recording.metadata, frames_per_message=frames_per_message)
@@ -196,14 +201,6 @@ def compress_recording(codec, recording, path, level: int, frames_per_message: i
     finally:
         tmp.unlink(missing_ok=True)
     return header
-
-
-def pad_to_frames(samples: np.ndarray, frame_len: int) -> np.ndarray:
-    """1-D samples -> (frames, frame_len), the last frame zero-padded."""
-    frames = -(-len(samples) // frame_len)
-    if len(samples) != frames * frame_len:
-        samples = np.concatenate([samples, np.zeros(frames * frame_len - len(samples), np.complex64)])
-    return samples.reshape(frames, frame_len)
 
 
 # -- decompress -----------------------------------------------------------------------------

@@ -14,20 +14,19 @@ from gnuradio import gr
 
 from .codec import load_codec
 from .runtime import check_runtime
-from .encoder import (META_RX_FREQ, META_RX_TIME, META_SAMPLE_RATE, META_TRUE_LABEL, PDUS,
-                      TAG_RX_FREQ, TAG_RX_RATE, TAG_RX_TIME, TAG_TRUE_LABEL, check_int)
+from ._checks import check_int
+from ._vocabulary import (META_RX_FREQ, META_RX_TIME, META_SAMPLE_RATE, META_TRUE_LABEL, PDUS, TAG_LEVEL,
+                          TAG_RX_FREQ, TAG_RX_RATE, TAG_RX_TIME, TAG_SEQUENCE, TAG_TRUE_LABEL)
+from .wire import REASONS as WIRE_REASONS
 
-# Stream tags written at every frame start.
-TAG_LEVEL = pmt.intern("hqarf_level")        # long: the level the frame was coded at
-TAG_SEQUENCE = pmt.intern("hqarf_sequence")  # long: sequence number of the PDU it came in
+# Stream tags written at every frame start: hqarf_level and hqarf_sequence (_vocabulary.py).
+_LEVEL, _SEQUENCE = pmt.intern(TAG_LEVEL), pmt.intern(TAG_SEQUENCE)
 # Written at the first frame of a PDU when the PDU metadata carries them: rx_time (UHD tuple),
 # rx_rate (from sample_rate), rx_freq; at every frame: true_label (class index) when known.
 _RX_TIME, _RX_RATE, _RX_FREQ = (pmt.intern(k) for k in (TAG_RX_TIME, TAG_RX_RATE, TAG_RX_FREQ))
 _TRUE_LABEL = pmt.intern(TAG_TRUE_LABEL)
 
-# WireFormatError.reason kinds (hqarf.wire), each counted as dropped_<reason>.
-WIRE_REASONS = ("truncated", "magic", "version", "level", "bits", "flags", "frame_count", "length",
-                "checksum", "fingerprint", "index_range", "padding", "scale")
+# Every WireFormatError.reason (wire.REASONS) is counted as dropped_<reason>.
 # Decoded frames per work() call at most: the output buffer is sized to hold this many.
 BATCH_FRAMES = 64
 # Frames queued at most by default (with compact indices about 8.5 MB at level 0 of 1024-sample frames).
@@ -281,8 +280,8 @@ class decoder(gr.sync_block):
                 self.add_item_tag(0, offset, key, value)
         for k in range(count):
             at = offset + k * L
-            self.add_item_tag(0, at, TAG_LEVEL, level_pmt)
-            self.add_item_tag(0, at, TAG_SEQUENCE, sequence)
+            self.add_item_tag(0, at, _LEVEL, level_pmt)
+            self.add_item_tag(0, at, _SEQUENCE, sequence)
             if entry.labels is not None:
                 self.add_item_tag(0, at, _TRUE_LABEL, pmt.from_long(entry.labels[first + k]))
 

@@ -14,29 +14,14 @@ import pmt
 from gnuradio import gr
 
 from . import wire
+from ._checks import check_int, check_level
+from ._vocabulary import (META_FINGERPRINT, META_FRAMES, META_LEVEL, META_PDU_NUM, META_RX_FREQ, META_RX_TIME,
+                          META_SAMPLE_RATE, META_SAMPLE_START, META_SEQUENCE, META_TRUE_LABEL, PDUS, TAG_RX_FREQ,
+                          TAG_RX_RATE, TAG_RX_TIME, TAG_SAMPLE_RATE, TAG_TRUE_LABEL, WarnsOnce)
 from .codec import load_codec
 from .runtime import check_runtime
 
-PDUS = pmt.intern("pdus")
-
-# Stream tags the encoder reads (UHD's names) and the PDU metadata keys it writes.
-TAG_RX_TIME = "rx_time"            # (uint64 full seconds, double fractional seconds), as uhd.usrp_source
-TAG_RX_RATE = "rx_rate"            # double, samples per second, as uhd.usrp_source
-TAG_SAMPLE_RATE = "sample_rate"    # accepted as a synonym of rx_rate
-TAG_RX_FREQ = "rx_freq"            # double, Hz, as uhd.usrp_source
-TAG_TRUE_LABEL = "true_label"      # class index (integer) or class name (symbol); -1 = unknown
 TAG_FLUSH = "hqarf_flush"          # any value: send the frames up to the one holding it now
-
-META_LEVEL = pmt.intern("level")
-META_SEQUENCE = pmt.intern("sequence")
-META_PDU_NUM = pmt.intern("pdu_num")
-META_FRAMES = pmt.intern("frames")
-META_FINGERPRINT = pmt.intern("fingerprint")
-META_SAMPLE_START = pmt.intern("sample_start")
-META_RX_TIME = pmt.intern("rx_time")
-META_SAMPLE_RATE = pmt.intern("sample_rate")
-META_RX_FREQ = pmt.intern("rx_freq")
-META_TRUE_LABEL = pmt.intern("true_label")
 
 # The stall flush is off by default: PDU boundaries then depend only on the input (every
 # frames_per_pdu frames, and at hqarf_flush tags), never on how busy the machine is. GNU Radio
@@ -51,42 +36,7 @@ BACKLOG_FRAMES = 4
 BACKLOG_LOG_PERIOD_S = 5.0
 
 
-def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    """An integer parameter (integral floats such as GRC's 2.0 accepted) within bounds, or ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, (float, np.floating)) and (not math.isfinite(value) or value != int(value)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f"..{maximum}" if maximum is not None else " or more"
-        raise ValueError(f"{name} must be {minimum}{upper}, got {value}")
-    return value
-
-
-def label_index(value, classes) -> int | None:
-    """A true-label tag value (class index or class name PMT) -> class index, -1 for unknown,
-    None when the value is neither (the caller warns)."""
-    try:
-        if pmt.is_integer(value) or pmt.is_uint64(value):
-            index = int(pmt.to_long(value)) if pmt.is_integer(value) else int(pmt.to_uint64(value))
-        elif pmt.is_real(value):
-            index = int(pmt.to_double(value))
-        elif pmt.is_symbol(value):
-            name = pmt.symbol_to_string(value)
-            if name in classes:
-                return classes.index(name)
-            return int(name) if name.lstrip("-").isdigit() else None
-        else:
-            return None
-    except (ValueError, RuntimeError):
-        return None
-    if index < -1 or (classes and index >= len(classes)):
-        return None
-    return index
-
-
-class encoder(gr.basic_block):
+class encoder(WarnsOnce, gr.basic_block):
     """HQARF Encoder: complex IQ stream -> compressed PDUs on message port `pdus`.
 
     Input samples are cut into frames of `codec.frame_len` (1024) samples, in stream order from
@@ -182,7 +132,7 @@ class encoder(gr.basic_block):
 
     # -- parameters ---------------------------------------------------------------------------
     def _check_level(self, level) -> int:
-        return check_int("level", level, 0, self.codec.levels - 1)
+        return check_level(level, self.codec.levels)
 
     def level(self) -> int:
         return self._level
@@ -314,11 +264,8 @@ class encoder(gr.basic_block):
                 elif key == TAG_FLUSH:
                     self._flush_marks.append(tag.offset)
                 elif key == TAG_TRUE_LABEL:
-                    index = label_index(tag.value, self._classes)
-                    if index is None:
-                        self._warn_once("label", f"ignoring true_label tag {tag.value}: not a class "
-                                                 f"index or one of {self._classes}")
-                    else:
+                    index = self._label_of(tag, self._classes)
+                    if index is not None:
                         self._labels.append((tag.offset, index))
             except (RuntimeError, ValueError, TypeError) as exc:
                 self._warn_once(key, f"ignoring malformed {key} tag {tag.value}: {exc}")
@@ -406,11 +353,6 @@ class encoder(gr.basic_block):
         for entries in (self._times, self._labels, self._freqs):
             while len(entries) > 1 and entries[1][0] <= offset:
                 entries.pop(0)
-
-    def _warn_once(self, kind: str, text: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            self.logger.warn(f"{text} (further occurrences are not logged)")
 
 
 def _sticky(entries: list, offset: int):

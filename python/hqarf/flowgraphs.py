@@ -17,8 +17,12 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
+from . import sigmf
+from ._vocabulary import TAG_TRUE_LABEL
+from .classifier import load_classifier
+from .codec import load_codec
 from .decoder import DEFAULT_MAX_QUEUED_FRAMES, decoder
-from .encoder import TAG_FLUSH, TAG_TRUE_LABEL, encoder
+from .encoder import TAG_FLUSH, encoder
 from .modrec_sink import modrec_sink
 
 # The sample recording: in a checkout under examples/data, installed by CMake beside the package.
@@ -392,7 +396,6 @@ def load_labelled_frames(recording, classes, frames_per_class=None, frame_len=10
 
     Frames whose label is missing or not one of `classes` are skipped; with `frames_per_class`,
     the first that many frames of each class are kept, in recording order."""
-    from . import sigmf
     samples, metadata = sigmf.read_recording(recording)
     count = len(samples) // frame_len
     names = sigmf.frame_labels(metadata, count, frame_len)
@@ -412,7 +415,6 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
 
     `recording`: a SigMF recording with one core:label annotation per frame (default
     examples/data/6mod_sample). Returns the numbers printed, as a dict."""
-    from . import load_classifier, load_codec
     # The table is the report: keep the blocks' per-run info lines (summaries at stop) out of it.
     gr.logging().set_default_level(gr.log_levels.warn)
     codec = load_codec(model)

@@ -13,7 +13,8 @@ import pmt
 from gnuradio import gr
 
 from .classifier import load_classifier
-from .encoder import TAG_TRUE_LABEL, check_int, label_index
+from ._checks import check_int
+from ._vocabulary import TAG_LEVEL, TAG_SEQUENCE, TAG_TRUE_LABEL, WarnsOnce
 from .runtime import check_runtime
 
 CLASSIFICATION = pmt.intern("classification")
@@ -21,10 +22,10 @@ SUMMARY_PERIOD_S = 10.0
 _CLASS, _INDEX, _CONFIDENCE, _SEQUENCE, _OFFSET, _TRUE, _CORRECT, _UNKNOWN, _UNKNOWN_SCORE = (
     pmt.intern(k) for k in ("class", "class_index", "confidence", "sequence", "offset",
                             "true_label", "correct", "unknown", "unknown_score"))
-_FRAME_TAGS = ("hqarf_level", "hqarf_sequence")
+_FRAME_TAGS = (TAG_LEVEL, TAG_SEQUENCE)
 
 
-class modrec_sink(gr.basic_block):
+class modrec_sink(WarnsOnce, gr.basic_block):
     """HQARF ModRec Sink: classify every frame of a complex stream, keep statistics.
 
     The input is cut into frames of the classifier's frame length (1024) from the first sample
@@ -179,11 +180,8 @@ class modrec_sink(gr.basic_block):
         for tag in self.get_tags_in_range(0, start, stop):
             key = pmt.symbol_to_string(tag.key)
             if key == TAG_TRUE_LABEL:
-                index = label_index(tag.value, self.classes)
-                if index is None:
-                    self._warn_once("label", f"ignoring true_label tag {pmt.write_string(tag.value)}: "
-                                             f"not a class index or one of {self.classes}")
-                else:
+                index = self._label_of(tag, self.classes)
+                if index is not None:
                     self._label_changes.append((tag.offset, index))
             elif key in _FRAME_TAGS:
                 self._frame_tags.setdefault(tag.offset, []).append((pmt.intern(key), tag.value))
@@ -260,8 +258,3 @@ class modrec_sink(gr.basic_block):
             self.logger.warn(f"stopped with {frames} frames not yet classified (they were in the input "
                              f"when the flowgraph stopped); counted in lost_at_stop_frames")
         return frames
-
-    def _warn_once(self, kind: str, text: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            self.logger.warn(f"{text} (further occurrences are not logged)")

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Read and write IQ recordings: SigMF (https://sigmf.org) and raw interleaved files.
 
-Plain numpy, no GNU Radio and no `sigmf` package. Samples are memory-mapped, so a long recording
-is read a slice at a time (`Recording.read`); integer samples come back as complex64 scaled to
-[-1, 1) (full scale), as SigMF's reference reader does. Every failure is a RecordingError that
-names the file.
+The official `sigmf` package supplies the datatype mapping, the specification version and the
+schema every written metadata file is validated against. This module keeps what is gr-hqarf's own:
+raw cf32/ci16 files, memory-mapped reading a slice at a time (`Recording.read`; integer samples
+come back as complex64 scaled to [-1, 1), as SigMF's reader does) within bounds a hostile file
+cannot exceed, the atomic chunked writer, per-frame labels and the hqarf extension. Every failure
+is a RecordingError that names the file.
 """
 from __future__ import annotations
 
@@ -14,11 +16,17 @@ import math
 import os
 import re
 import tarfile
+import warnings
 from pathlib import Path
 
+import jsonschema
 import numpy as np
+import sigmf as sigmf_package
+from sigmf.sigmffile import dtype_info
+from sigmf.validate import validate as validate_metadata
 
-SIGMF_VERSION = "1.0.0"
+# The SigMF version of files written from scratch; a rewritten file keeps its input's version.
+SIGMF_VERSION = sigmf_package.__specification__
 META_EXT, DATA_EXT, ARCHIVE_EXT = ".sigmf-meta", ".sigmf-data", ".sigmf"
 
 # Raw files carry no metadata: the extension (or an explicit format) names the sample type.
@@ -30,9 +38,9 @@ RAW_EXTENSIONS = {
 }
 FORMAT_ALIASES = {"cf32": "cf32_le", "fc32": "cf32_le", "ci16": "ci16_le", "sc16": "ci16_le",
                   "cs16": "ci16_le", "sc8": "ci8", "cs8": "ci8"}
-# Global fields that describe the stored bytes rather than the signal: a rewritten file drops them.
-STORAGE_FIELDS = ("core:datatype", "core:sha512", "core:num_channels", "core:trailing_bytes",
-                  "core:metadata_only", "core:dataset", "core:version")
+# Global fields that describe the stored bytes rather than the signal: a rewritten file drops them
+# (it is single-channel cf32_le with a checksum of its own; core:version and core:num_channels stay).
+STORAGE_FIELDS = ("core:datatype", "core:sha512", "core:trailing_bytes", "core:metadata_only", "core:dataset")
 
 # Bounds on metadata a reader accepts. 32 MiB of JSON is about 300 000 per-frame annotations;
 # Python needs roughly 10x that while parsing it. Deeper nesting than SigMF ever uses is refused
@@ -49,31 +57,24 @@ class RecordingError(ValueError):
     """A recording that cannot be read or written; the message names the file."""
 
 
+class RecordingWarning(UserWarning):
+    """A recording that can be written but lacks something a reader will want (a sample rate)."""
+
+
 def parse_datatype(datatype: str, path=None) -> tuple[np.dtype, float, float]:
     """SigMF complex datatype -> (numpy dtype of one component, offset, scale to [-1, 1))."""
     m = _DATATYPE.match(str(datatype))
     where = f"{path}: " if path else ""
-    if not m:
-        raise RecordingError(f"{where}unknown SigMF datatype {datatype!r} "
-                             f"(expected e.g. cf32_le, ci16_le, ci8, cu8)")
-    kind, base, endian = m["kind"], m["base"], m["endian"]
-    if kind == "r":
+    if not m or (m["base"][1:] == "8") != (m["endian"] is None):
+        raise RecordingError(f"{where}unknown SigMF datatype {datatype!r} (expected e.g. cf32_le, ci16_le, ci8, "
+                             f"cu8: 8-bit types have no endianness, wider ones need _le or _be)")
+    if m["kind"] == "r":
         raise RecordingError(f"{where}real-valued datatype {datatype!r}: gr-hqarf needs complex IQ samples")
-    bits = int(base[1:])
-    if (bits == 8) != (endian is None):
-        raise RecordingError(f"{where}unknown SigMF datatype {datatype!r} (8-bit types have no "
-                             f"endianness, wider ones need _le or _be)")
-    order = ">" if endian == "be" else "<"
-    dtype = np.dtype(f"{order}{base[0]}{bits // 8}")
-    if base[0] == "f":
-        return dtype, 0.0, 1.0
-    if base[0] == "i":
-        return dtype, 0.0, 1.0 / 2 ** (bits - 1)
-    return dtype, -(2.0 ** (bits - 1)), 1.0 / 2 ** (bits - 1)
-
-
-def bytes_per_sample(datatype: str) -> int:
-    return 2 * parse_datatype(datatype)[0].itemsize
+    info = dtype_info(str(datatype))  # the sigmf package's mapping (the pattern above admits only valid types)
+    if not info["is_fixedpoint"]:
+        return info["component_dtype"], 0.0, 1.0
+    half = 2.0 ** (8 * info["component_size"] - 1)
+    return info["component_dtype"], -half if info["is_unsigned"] else 0.0, 1.0 / half
 
 
 def sigmf_paths(path) -> tuple[Path, Path]:
@@ -377,6 +378,12 @@ class SigMFWriter:
         elif not (isinstance(self.global_fields.get("core:sample_rate"), (int, float))
                   and self.global_fields["core:sample_rate"] > 0):
             self.global_fields.pop("core:sample_rate", None)
+            warnings.warn(f"{self.meta_path}: no sample rate known, so none is written (core:sample_rate); "
+                          "give one where the recording is read or compressed (--sample-rate)", RecordingWarning,
+                          stacklevel=2)
+        if self.global_fields.get("core:num_channels", 1) != 1:
+            raise RecordingError(f"{self.meta_path}: gr-hqarf writes single-channel recordings, "
+                                 f"not core:num_channels {self.global_fields['core:num_channels']}")
         self.captures = [dict(c) for c in (captures or [{"core:sample_start": 0}])]
         for c in self.captures:
             c.pop("core:header_bytes", None)
@@ -396,6 +403,7 @@ class SigMFWriter:
         self.num_samples += len(data) // 8
 
     def metadata(self) -> dict:
+        """The metadata `close` writes, valid under the SigMF schema (checked there)."""
         g = {"core:datatype": "cf32_le", "core:version": SIGMF_VERSION}
         if "core:sample_rate" in self.global_fields:
             g["core:sample_rate"] = self.global_fields["core:sample_rate"]
@@ -412,9 +420,14 @@ class SigMFWriter:
         self._file.close()
         tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
         try:
-            tmp_meta.write_text(json.dumps(self.metadata(), indent=2, allow_nan=False) + "\n")
+            meta = self.metadata()
+            validate_metadata(meta)
+            tmp_meta.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
             os.replace(self._tmp_data, self.data_path)
             os.replace(tmp_meta, self.meta_path)
+        except jsonschema.ValidationError as exc:
+            self.abort()
+            raise RecordingError(f"{self.meta_path}: the metadata is not valid SigMF ({exc.message})") from None
         except (OSError, ValueError, TypeError, RecursionError) as exc:
             self.abort()
             tmp_meta.unlink(missing_ok=True)

@@ -28,15 +28,20 @@ MAX_FRAMES = 1024
 _CHUNK_INDICES = 1 << 16
 
 
+# Why a message is rejected: WireFormatError.reason is one of these (receivers count by kind).
+REASONS = ("truncated", "magic", "version", "level", "bits", "flags", "frame_count", "length",
+           "checksum", "fingerprint", "index_range", "padding", "scale")
+
+
 class WireFormatError(ValueError):
     """A message that is not a valid gr-hqarf message for this model.
 
-    `reason` is a short machine-readable kind ("truncated", "magic", "version", "level",
-    "bits", "flags", "frame_count", "length", "checksum", "fingerprint", "index_range",
-    "padding", "scale") so receivers can count failures by kind.
+    `reason` is a short machine-readable kind, one of REASONS, so receivers can count failures by kind.
     """
 
     def __init__(self, reason: str, message: str):
+        if reason not in REASONS:
+            raise ValueError(f"unknown wire rejection reason {reason!r}")
         super().__init__(message)
         self.reason = reason
 

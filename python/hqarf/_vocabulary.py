@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The blocks' shared PMT vocabulary: the message port, stream tag names, PDU metadata keys, the
+true-label tag's parsing, and one-time warnings (GNU Radio blocks only; the codec core has no PMT)."""
+from __future__ import annotations
+
+import pmt
+
+PDUS = pmt.intern("pdus")
+
+# Stream tags the encoder reads (UHD's names) and the PDU metadata keys it writes.
+TAG_RX_TIME = "rx_time"            # (uint64 full seconds, double fractional seconds), as uhd.usrp_source
+TAG_RX_RATE = "rx_rate"            # double, samples per second, as uhd.usrp_source
+TAG_SAMPLE_RATE = "sample_rate"    # accepted as a synonym of rx_rate
+TAG_RX_FREQ = "rx_freq"            # double, Hz, as uhd.usrp_source
+TAG_TRUE_LABEL = "true_label"      # class index (integer) or class name (symbol); -1 = unknown
+
+META_LEVEL = pmt.intern("level")
+META_SEQUENCE = pmt.intern("sequence")
+META_PDU_NUM = pmt.intern("pdu_num")
+META_FRAMES = pmt.intern("frames")
+META_FINGERPRINT = pmt.intern("fingerprint")
+META_SAMPLE_START = pmt.intern("sample_start")
+META_RX_TIME = pmt.intern("rx_time")
+META_SAMPLE_RATE = pmt.intern("sample_rate")
+META_RX_FREQ = pmt.intern("rx_freq")
+META_TRUE_LABEL = pmt.intern("true_label")
+
+# Stream tags the decoder writes at every frame start (and modrec_sink reads past).
+TAG_LEVEL = "hqarf_level"          # long: the level the frame was coded at
+TAG_SEQUENCE = "hqarf_sequence"    # long: sequence number of the PDU it came in
+
+
+def label_index(value, classes) -> int | None:
+    """A true-label tag value (class index or class name PMT) -> class index, -1 for unknown,
+    None when the value is neither (the caller warns)."""
+    try:
+        if pmt.is_integer(value) or pmt.is_uint64(value):
+            index = int(pmt.to_long(value)) if pmt.is_integer(value) else int(pmt.to_uint64(value))
+        elif pmt.is_real(value):
+            index = int(pmt.to_double(value))
+        elif pmt.is_symbol(value):
+            name = pmt.symbol_to_string(value)
+            if name in classes:
+                return classes.index(name)
+            return int(name) if name.lstrip("-").isdigit() else None
+        else:
+            return None
+    except (ValueError, RuntimeError):
+        return None
+    if index < -1 or (classes and index >= len(classes)):
+        return None
+    return index
+
+
+class WarnsOnce:
+    """Mixin of the blocks: `_warn_once(kind, text)` logs the first warning of each kind and stays
+    silent for the rest (the block's counters keep counting), `_label_of` reads a true_label tag.
+    The block sets `self._warned = set()`."""
+
+    def _warn_once(self, kind: str, text: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.logger.warn(f"{text} (further occurrences are not logged)")
+
+    def _label_of(self, tag, classes) -> int | None:
+        """The class index of a true_label stream tag (-1: unknown), or None after a one-time warning."""
+        index = label_index(tag.value, classes)
+        if index is None:
+            self._warn_once("label", f"ignoring true_label tag {pmt.write_string(tag.value)}: not a class "
+                                     f"index or one of {classes}")
+        return index
