@@ -21,21 +21,6 @@ from .runtime import DEFAULT_RUNTIME, Runtime
 CHUNK = 16
 
 
-def as_frames(x, frame_len: int) -> np.ndarray:
-    """Validate and view input as complex64 (N, frame_len). A 1-D frame is taken as N = 1."""
-    arr = np.asarray(x)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != frame_len:
-        raise ValueError(f"expected complex frames of shape (N, {frame_len}), got {np.shape(x)}")
-    if not np.iscomplexobj(arr):
-        raise ValueError(f"expected complex samples, got dtype {arr.dtype}")
-    arr = arr.astype(np.complex64, copy=False)
-    if not np.all(np.isfinite(arr.view(np.float32))):
-        raise ValueError("input contains NaN or infinite samples")
-    return arr
-
-
 # The largest finite bfloat16 (0x7F7F): amplitudes above it saturate there instead of overflowing.
 MAX_SCALE = float(np.array([0x7F7F0000], np.uint32).view(np.float32)[0])
 
