@@ -67,6 +67,11 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert all(("train_task" in r) == (r["level"] <= 2 or (r["level"], r["stage"]) == (4, "hqarf_nokl"))
                for r in quantised) and len(quantised) == 10
     assert prov["commit"] and prov["training"]["reset_mode"] == "batch"
+    # the unknown detector learns the codec's reconstructions too, so it is trained after the codec
+    log = (smoke_run / "train.log").read_text()
+    assert "20 reconstructions of training frames (4 per level)" in log
+    assert log.index("direct L4 epoch") < log.index("reconstructions of training frames")
+    assert clf.detector is not None and clf.unknown_score(x).shape == y.shape
 
 
 def test_evaluation_writes_json_and_plots(smoke_run):
@@ -239,4 +244,67 @@ def test_summary_says_toy_run_when_originals_are_at_chance():
     assert at_chance(0.2, 6, 96) and not at_chance(0.5, 6, 96)
     assert "Toy run" in summary_markdown({**report, "original_accuracy": 0.2})
     assert "Toy run" not in summary_markdown({**report, "original_accuracy": 0.9})
+
+
+
+def test_redo_from_drops_that_level_and_everything_after_it(tmp_path):
+    from training.train import Checkpoints, parse_redo
+    ckpt = Checkpoints(tmp_path)
+    done = [["classifier", None], *[[s, lv] for s in ("hae", "hqarf_nokl", "hqarf") for lv in range(5)],
+            ["unknown_detector", None], *[["direct", lv] for lv in range(1, 5)]]
+    ckpt.progress = {"done": done, "durations_s": {f"{s}/L{lv}": 1.0 for s, lv in done if lv is not None},
+                     "metrics": {}}
+    (tmp_path / "checkpoint").mkdir()
+    dropped = ckpt.redo_from(*parse_redo("hqarf_nokl:3"))
+    assert dropped == [("hqarf_nokl", 3), ("hqarf_nokl", 4), *[("hqarf", lv) for lv in range(5)],
+                       *[("direct", lv) for lv in range(1, 5)]]
+    kept = json.loads((tmp_path / "checkpoint" / "progress.json").read_text())
+    assert ["classifier", None] in kept["done"] and ["unknown_detector", None] in kept["done"]
+    assert ["hqarf_nokl", 2] in kept["done"] and ["hqarf_nokl", 3] not in kept["done"]
+    assert "hqarf/L0" not in kept["durations_s"] and "hae/L4" in kept["durations_s"]
+    assert parse_redo("direct") == ("direct", 0)
+    for bad in ("nonsense:1", "hae:x"):
+        with pytest.raises(SystemExit, match="--redo-from"):
+            parse_redo(bad)
+
+
+def test_redo_from_retrains_from_the_previous_stage(smoke_run):
+    proc = run_train("--preset", "smoke", "--run-dir", str(smoke_run), "--redo-from", "hqarf:4", "--no-evaluate")
+    assert proc.returncode != 0 and "--resume" in (proc.stderr + proc.stdout)
+    log_before = (smoke_run / "train.log").read_text()
+    proc = run_train("--preset", "smoke", "--run-dir", str(smoke_run), "--resume", "--redo-from", "hqarf:4",
+                     "--no-evaluate", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = (smoke_run / "train.log").read_text()[len(log_before):]
+    assert "dropped 5 checkpointed levels (hqarf/L4, direct/L1" in new
+    assert "hqarf L4 start" in new and "hqarf L3 epoch" not in new and "hae L0 epoch" not in new
+    assert "direct L1 start" in new and "model written" in new
+    progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())
+    assert progress["invocations"][-1]["command"].endswith("--redo-from hqarf:4 --no-evaluate --threads 1")
+
+
+def test_code_class_term_trains_a_head_on_the_codes_not_saved_with_the_model():
+    import torch
+    from training.levels import LevelObjective, level_coefficients
+    from training.presets import PRESETS
+    from gnuradio.hqarf.model import HQARF, HQARFConfig
+    cfg = {**PRESETS["smoke"], "code_class": {"hqarf_nokl": (0.0, 0.0, 0.5, 0.5, 0.5)}}
+    assert level_coefficients(cfg, "hqarf_nokl", 1)["code_class"] == 0.0
+    assert level_coefficients(cfg, "hae", 2)["code_class"] == 0.0
+    coefs = level_coefficients(cfg, "hqarf_nokl", 2)
+    assert coefs["code_class"] == 0.5
+    torch.manual_seed(0)
+    model = HQARF(HQARFConfig(**cfg["codec"]))
+    keys = set(model.state_dict())
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2048, 6)).requires_grad_(False)
+    objective = LevelObjective(model, 2, True, {**coefs, "task": 0.0}, classifier)
+    assert objective.code_head is not None
+    loss, parts, _ = objective(torch.randn(4, 2, 1024) * 0.3, tau=0.5)
+    assert parts["code_class"] > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.levels[2].encoder.parameters())
+    assert all(p.grad is not None for p in objective.code_head.parameters())
+    assert set(model.state_dict()) == keys  # the head lives in the objective, not the model
+    no_term = LevelObjective(model, 2, True, {**coefs, "code_class": 0.0, "task": 0.0}, classifier)
+    assert no_term.code_head is None and "code_class" not in no_term(torch.randn(2, 2, 1024), tau=0.5)[1]
 

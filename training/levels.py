@@ -20,15 +20,39 @@ from gnuradio.hqarf.model import HQARF
 from training.common import Dist, RunLog, batches, learning_rate, maybe_ddp, per_level, temperature
 
 
+class CodeClassHead(nn.Module):
+    """Training only (never saved with the model): reads a level's (relaxed) codewords and predicts
+    the frozen classifier's posterior of the original frame, so the encoder and the codebook are
+    pushed to keep the class in the codes themselves (the `code_class` coefficient)."""
+
+    def __init__(self, code_dim: int, classes: int, width: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(code_dim, width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv1d(width, width, 3, padding=1), nn.ReLU())
+        self.out = nn.Linear(2 * width, classes)
+
+    def forward(self, z_q: torch.Tensor) -> torch.Tensor:
+        h = self.body(z_q)
+        return self.out(torch.cat([h.mean(-1), h.amax(-1)], 1))
+
+
 class LevelObjective(nn.Module):
     """Loss of level `level`: [MSE + l_cos COS + l_kl KL + l_c commit] / dims on the level's own
-    (normalised) input, plus an optional task term: the classifier's KL divergence between the
-    original frame and its full reconstruction from this level (the classifier stays frozen)."""
+    (normalised) input, plus optional class terms from the frozen classifier: `task`, its KL
+    divergence between the original frame and its full reconstruction from this level, and
+    `code_class`, the KL divergence between its posterior of the original frame and a training-only
+    head's prediction from the level's codewords (no labels either way)."""
 
     def __init__(self, model: HQARF, level: int, quantize: bool, coefs: dict, classifier: nn.Module | None):
         super().__init__()
         self.model, self.level, self.quantize, self.coefs = model, level, quantize, coefs
         self.classifier = classifier
+        self.code_head = None
+        if quantize and classifier is not None and coefs.get("code_class", 0) > 0:
+            with torch.no_grad():
+                probe = torch.zeros(1, model.config.in_channels, model.config.frame_len, device=next(classifier.parameters()).device)
+                classes = classifier(probe).shape[-1]
+            self.code_head = CodeClassHead(model.config.code_dim, classes)
 
     def lower_latent(self, x):
         with torch.no_grad():
@@ -66,6 +90,12 @@ class LevelObjective(nn.Module):
         loss = (mse + c["cos"] * cos + c["kl"] * kl + c["commit"] * commit) / dims
         parts = {"mse": mse.item() / dims, "cos": cos.item() / dims, "kl": kl.item() / dims,
                  "commit": commit.item() / dims}
+        if self.code_head is not None:
+            with torch.no_grad():
+                p_all = torch.log_softmax(self.classifier(x), -1)
+            code = F.kl_div(torch.log_softmax(self.code_head(z_q), -1), p_all, log_target=True, reduction="batchmean")
+            loss = loss + c["code_class"] * code
+            parts["code_class"] = code.item()
         if self.classifier is not None and c.get("task", 0) > 0:
             # The task term on the first `task_frames` frames of the batch only: decoding down to
             # I/Q and the classifier cost several times the level itself.
@@ -105,6 +135,8 @@ def level_coefficients(cfg: dict, stage: str, level: int) -> dict:
     commitment without a quantiser."""
     coefs = dict(cfg["coefs"])
     coefs["task"] = coefs.get("task", 0.0) * per_level(cfg.get("task_scale", {}).get(stage, 1.0), level)
+    # The code-level class term (quantised stages only): per level, from the preset's code_class.
+    coefs["code_class"] = float(per_level(cfg.get("code_class", {}).get(stage, 0.0), level)) if stage != "hae" else 0.0
     if stage != "hqarf":
         coefs["kl"] = 0.0
     if level in cfg.get("task_full_batch", {}).get(stage, ()):
@@ -158,7 +190,12 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     lvl = model.levels[level]
     trainable = prepare_level(model, level, quantize, x, cfg, ctx, torch.Generator().manual_seed(seed),
                               fresh_codebook)
-    objective = LevelObjective(model, level, quantize, coefs, classifier if coefs.get("task", 0) > 0 else None)
+    wants_classifier = coefs.get("task", 0) > 0 or coefs.get("code_class", 0) > 0
+    if quantize and coefs.get("code_class", 0) > 0:
+        torch.manual_seed(seed)  # the code-class head's initialisation, reproducible per (seed, level)
+    objective = LevelObjective(model, level, quantize, coefs, classifier if wants_classifier else None).to(ctx.device)
+    if objective.code_head is not None:
+        trainable = trainable + list(objective.code_head.parameters())
     epochs = cfg.get("epochs_override") or per_level(cfg["level_epochs"][stage], level)
     run = LevelRun(objective, trainable, cfg, ctx, epochs * max(1, (len(x) // ctx.world) // cfg["batch"]))
     # Model selection on the validation split: keep the epoch whose reconstructions the classifier

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
+from gnuradio.hqarf.frames import to_iq  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
 from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
@@ -41,6 +42,18 @@ from training.levels import train_level  # noqa: E402
 from training.stages import accuracy, train_classifier, train_direct  # noqa: E402
 
 STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
+CHAIN = (*STAGES, "direct")
+
+
+def parse_redo(spec: str) -> tuple:
+    """'hqarf_nokl:2' -> ('hqarf_nokl', 2); a stage alone means from its level 0."""
+    stage, _, level = spec.partition(":")
+    if stage not in CHAIN:
+        raise SystemExit(f"--redo-from {spec!r}: the stage must be one of {', '.join(CHAIN)}")
+    try:
+        return stage, int(level or 0)
+    except ValueError:
+        raise SystemExit(f"--redo-from {spec!r}: the level must be a number") from None
 
 
 def parse_args(argv=None):
@@ -61,6 +74,10 @@ def parse_args(argv=None):
                    help="run only this stage (earlier ones must be in the run directory)")
     p.add_argument("--level", type=int, default=None, help="with --stage: train only this level")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoints")
+    p.add_argument("--redo-from", default=None, metavar="STAGE[:LEVEL]",
+                   help="with --resume: train again from this chain stage and level on (hae, hqarf_nokl, hqarf or "
+                        "direct; level 0 if not given), dropping the checkpoints of that level and of everything "
+                        "after it in the chain; the levels redone start from the previous stage's weights")
     p.add_argument("--stop-after", choices=("classifier", "heldout_classifier", "unknown_detector", *STAGES),
                    default=None,
                    help="end the run after this stage (continue it later with --resume)")
@@ -100,6 +117,22 @@ class Checkpoints:
         self.progress["durations_s"][key] = round(duration, 1)
         self.progress["metrics"][key] = metrics
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
+
+    def redo_from(self, stage: str, level: int) -> list:
+        """Forget (stage, level) and every chain level after it (the order of CHAIN: HAE levels 0-4,
+        then the quantised stages, then the direct decoders), so --resume trains them again; returns
+        what was dropped. The classifiers' checkpoints are kept."""
+        start = CHAIN.index(stage)
+        def later(entry):
+            s, lv = entry
+            return s in CHAIN and (CHAIN.index(s) > start or (s == stage and lv is not None and lv >= level))
+        dropped = sorted((tuple(e) for e in self.progress["done"] if later(e)), key=lambda e: (CHAIN.index(e[0]), e[1]))
+        self.progress["done"] = [e for e in self.progress["done"] if not later(e)]
+        for s, lv in dropped:
+            self.progress["durations_s"].pop(f"{s}/L{lv}", None)
+            self.progress["metrics"].pop(f"{s}/L{lv}", None)
+        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+        return dropped
 
     def load(self, stage: str, module: torch.nn.Module) -> bool:
         path = self.dir / f"{stage}.safetensors"
@@ -174,13 +207,33 @@ def detector_from_project(project: ModRecNet) -> ModRecNet:
     return net
 
 
+@torch.no_grad()
+def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int, batch: int = 256) -> tuple:
+    """`per_level` frames of `frames` (drawn per level, reproducibly from `seed`) through the codec at
+    every level: (complex frames, the indices of the frames they reconstruct)."""
+    codec.eval()
+    device = next(codec.parameters()).device
+    out, picked = [], []
+    for level in range(codec.config.levels):
+        idx = np.sort(np.random.default_rng(seed + level).choice(len(frames), min(per_level, len(frames)),
+                                                                 replace=False))
+        for i in range(0, len(idx), batch):
+            iq = codec.decode(codec.encode(to_iq(frames[idx[i:i + batch]], device), level), level).cpu().numpy()
+            out.append((iq[:, 0] + 1j * iq[:, 1]).astype(np.complex64))
+        picked.append(idx)
+    return np.concatenate(out), np.concatenate(picked)
+
+
 def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                           n_classes: int, project: ModRecNet | None = None) -> ModRecNet:
+                           n_classes: int, project: ModRecNet | None = None, codec: HQARF | None = None) -> ModRecNet:
     """The unknown detector: a CNN over the known classes plus "none of them", trained on the training
     split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN) and
-    on noise alone, all through the same receiver model. With ``unknown_init: "project"`` it has the
-    project classifier's architecture and starts from its weights (the known classes' head rows
-    included), so it starts from features that already tell near classes apart."""
+    on noise alone, all through the same receiver model. With ``detector_reconstructions: N`` (and the
+    trained `codec`), N training frames per level reconstructed by the codec join the known classes
+    under their own labels, so a codec's artefacts are not taken for an unknown signal. With
+    ``unknown_init: "project"`` it has the project classifier's architecture and starts from its
+    weights (the known classes' head rows included), so it starts from features that already tell
+    near classes apart."""
     from_project = cfg.get("unknown_init") == "project"
     if from_project and project is None:
         raise ValueError("unknown_init 'project' needs the project classifier")
@@ -205,9 +258,21 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
         log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}"
                  f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
         x, y = data["train"]
+        x_val, y_val = data["val"]
+        n_rec = int(cfg.get("detector_reconstructions") or 0)
+        if n_rec:
+            if codec is None:
+                raise SystemExit("the unknown detector learns the codec's reconstructions (detector_reconstructions): "
+                                 "train every codec stage first")
+            t = time.time()
+            xr, ir = reconstructions(codec, x, n_rec, seed=args.seed + 31337)
+            xrv, irv = reconstructions(codec, x_val, max(1, n_rec // 10), seed=args.seed + 31338)
+            x, y = np.concatenate([x, xr]), np.concatenate([y, y[ir]])
+            x_val, y_val = np.concatenate([x_val, xrv]), np.concatenate([y_val, y_val[irv]])
+            log.note(f"unknown detector: {len(xr)} reconstructions of training frames ({n_rec} per level) among "
+                     f"the known classes, in {time.time() - t:.1f} s")
         mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
-                 "val": (np.concatenate([data["val"][0], xv]),
-                         np.concatenate([data["val"][1], np.full(len(xv), n_classes)]))}
+                 "val": (np.concatenate([x_val, xv]), np.concatenate([y_val, np.full(len(xv), n_classes)]))}
         classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
                                                    "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"])},
                          mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729)
@@ -324,6 +389,12 @@ def start_run(args):
     if run_dir.exists() and not args.resume and args.stage == "all" and (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it or choose --run-dir")
     ckpt = Checkpoints(run_dir)
+    if args.redo_from is not None:
+        if not args.resume:
+            raise SystemExit("--redo-from needs --resume (it continues a run directory's checkpoints)")
+        dropped = ckpt.redo_from(*parse_redo(args.redo_from))
+        log.note(f"--redo-from {args.redo_from}: dropped {len(dropped)} checkpointed levels "
+                 f"({', '.join(f'{s}/L{lv}' for s, lv in dropped) or 'none'})")
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
@@ -347,7 +418,13 @@ def chain_stages(codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: C
     for stage in STAGES:
         if previous is not None:
             model = copy.deepcopy(models[previous])
+        start = copy.deepcopy(model)  # the previous stage's weights (fresh ones for the first stage)
         ckpt.load(stage, model)
+        for level in range(codec_config.levels):
+            if not ckpt.done(stage, level):
+                # A level not done in this stage starts from the previous stage's weights, whatever the
+                # stage's checkpoint file holds for it (it may have been trained before a --redo-from).
+                model.levels[level].load_state_dict(start.levels[level].state_dict())
         for level in range(codec_config.levels):
             if ckpt.done(stage, level):
                 continue
@@ -404,10 +481,14 @@ def main(argv=None) -> int:
                          args, ckpt, ctx, log, want, seed=args.seed + 7919)
 
     detector = None
-    if cfg.get("unknown_detector") is not None or cfg.get("unknown_init") == "project":
+    wants_detector = cfg.get("unknown_detector") is not None or cfg.get("unknown_init") == "project"
+    # A detector that learns the codec's reconstructions too is trained once the codec is.
+    detector_after_codec = wants_detector and bool(cfg.get("detector_reconstructions"))
+    if wants_detector and not detector_after_codec:
         detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier)
 
-    if args.stop_after in ("classifier", "heldout_classifier", "unknown_detector"):
+    if args.stop_after in ("classifier", "heldout_classifier") or (
+            args.stop_after == "unknown_detector" and not detector_after_codec):
         return stop_after(args.stop_after, ckpt, log)
 
     # 2-4. The chain stages.
@@ -423,6 +504,14 @@ def main(argv=None) -> int:
                                         classifier)
         stages_run.append("direct")
     shipped = stages_run[-1]
+    if detector_after_codec:
+        codec_done = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
+            ckpt.done("direct", level) for level in codec_config.direct_levels)
+        if codec_done or ckpt.done("unknown_detector"):
+            detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier,
+                                              codec=models[shipped] if codec_done else None)
+        if args.stop_after == "unknown_detector":
+            return stop_after(args.stop_after, ckpt, log)
     complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
         ckpt.done("direct", level) for level in codec_config.direct_levels)
     provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
