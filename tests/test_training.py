@@ -218,6 +218,9 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     assert scores["detector"]["threshold"] == pytest.approx(hqarf.load_classifier(smoke_run / "model").unknown_threshold)
     assert {"gr-qpsk", "gr-gmsk", "gr-tone", "bpsk", "tone"} <= set(report["out_of_set"]["kinds"])
     assert set(report["signal_properties"]["levels"]) == {"0", "1", "2", "3", "4"}
+    flagged = report["out_of_set"]["reconstructions_flagged"]
+    assert set(flagged) == {"0", "1", "2", "3", "4"} and all(0.0 <= v <= 1.0 for v in flagged.values())
+    assert "Reconstructions of the clean 6Mod frames flagged unknown" in (tmp_path / "robustness.md").read_text()
     assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
     assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
     assert (tmp_path / "accuracy_vs_snr.png").stat().st_size > 5000

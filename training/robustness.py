@@ -135,6 +135,18 @@ def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, b
     return out
 
 
+def reconstructions_flagged(classifier, recon: dict, say=print) -> dict | None:
+    """Share of the codec's reconstructions of clean 6Mod frames that the shipped unknown flag (the
+    model's own score and threshold) calls none of the six classes, per level: a cloud-side ModRec
+    sink sees reconstructions, not originals. None for models without a threshold."""
+    if classifier.unknown_threshold is None:
+        return None
+    out = {str(level): float((classifier.unknown_score(frames) > classifier.unknown_threshold).mean())
+           for level, frames in recon.items()}
+    say("robustness: reconstructions of clean 6Mod flagged unknown per level " + " ".join(f"L{k} {v:.3f}" for k, v in out.items()))
+    return out
+
+
 def ood_scores(classifier, x) -> dict:
     """Per-frame out-of-set scores, higher = less like a known class: 1 - max softmax, minus the energy
     score log-sum-exp of the logits, and (models with statistics) the Mahalanobis score."""
@@ -200,6 +212,9 @@ def markdown(report: dict) -> str:
     out += ["", "Per kind:", "", "| score | " + " | ".join(ood["kinds"]) + " |", "|---|" + "---|" * len(ood["kinds"])]
     for score, row in ood["scores"].items():
         out.append(f"| {score} | " + " | ".join(f"{row[k]:.2f}" for k in ood["kinds"]) + " |")
+    if ood.get("reconstructions_flagged"):
+        out += ["", "Reconstructions of the clean 6Mod frames flagged unknown by the model's own flag: "
+                + ", ".join(f"level {k} {v:.3f}" for k, v in ood["reconstructions_flagged"].items()) + "."]
     props = report["signal_properties"]
     out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
     for name in ("abs_c40", "c42", "envelope_spread", "occupied_bw", "log_spectral_distance_db", "snr_db"):
@@ -232,6 +247,7 @@ def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: 
     xv, _ = generate("val", max(per_class, 100), DataConfig(), progress=False)
     report["out_of_set"] = out_of_set(classifiers["project"], x, xv, ood_per_kind, codec.frame_len, base, say)
     recon = {level: codec.decode(codec.encode(x, level), level) for level in range(codec.levels)}
+    report["out_of_set"]["reconstructions_flagged"] = reconstructions_flagged(classifiers["project"], recon, say)
     report["signal_properties"] = signal_properties.property_table(x, y, recon, CLASSES)
     report["seconds"] = round(time.time() - t, 1)
     (out_dir / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -129,6 +129,10 @@ class encoder(WarnsOnce, gr.basic_block):
         self.backlog_max = 0
         self.backlog_growths = 0
         self._backlog_logged = -BACKLOG_LOG_PERIOD_S
+        # Warn when the backlog grows (a radio source would overflow). A flowgraph fed by an
+        # unthrottled file or vector source outruns any encoder by design and may turn the warning
+        # off; the counters count either way.
+        self.backlog_warnings = True
 
     # -- parameters ---------------------------------------------------------------------------
     def _check_level(self, level) -> int:
@@ -209,7 +213,7 @@ class encoder(WarnsOnce, gr.basic_block):
         self.backlog_max = waiting
         if waiting > BACKLOG_FRAMES * self.frame_len:
             self.backlog_growths += 1
-            if now - self._backlog_logged >= BACKLOG_LOG_PERIOD_S:
+            if self.backlog_warnings and now - self._backlog_logged >= BACKLOG_LOG_PERIOD_S:
                 self._backlog_logged = now
                 rate = f" ({1e3 * waiting / self._rate:.1f} ms at {self._rate / 1e6:g} Msps)" if self._rate else ""
                 self.logger.warn(f"input backlog grew to {waiting} samples{rate}: the encoder is not keeping "
