@@ -25,36 +25,22 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("traini
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
 
 from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
 from gnuradio.hqarf.frames import to_iq  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
+from training.checkpoints import STAGES, Checkpoints, parse_redo  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
 from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
 from training.data import (OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair,  # noqa: E402
                            noise_frames)
 from training.evaluate import evaluate_run  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
+from training.provenance import finalize_provenance  # noqa: E402
 from training.levels import train_level  # noqa: E402
 from training.stages import accuracy, train_classifier, train_direct  # noqa: E402
-
-STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
-CHAIN = (*STAGES, "direct")
-
-
-def parse_redo(spec: str) -> tuple:
-    """'hqarf_nokl:2' -> ('hqarf_nokl', 2); a stage alone means from its level 0."""
-    stage, _, level = spec.partition(":")
-    if stage not in CHAIN:
-        raise SystemExit(f"--redo-from {spec!r}: the stage must be one of {', '.join(CHAIN)}")
-    try:
-        return stage, int(level or 0)
-    except ValueError:
-        raise SystemExit(f"--redo-from {spec!r}: the level must be a number") from None
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -94,52 +80,6 @@ def parse_args(argv=None):
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report at the end")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
     return p.parse_args(argv)
-
-
-class Checkpoints:
-    """Per (stage, level) checkpoints: safetensors states (no pickle) plus a JSON progress file."""
-
-    def __init__(self, run_dir: Path):
-        self.dir = run_dir / "checkpoint"
-        self.progress_file = self.dir / "progress.json"
-        self.progress = json.loads(self.progress_file.read_text()) if self.progress_file.exists() else {
-            "done": [], "durations_s": {}, "metrics": {}}
-
-    def done(self, stage: str, level=None) -> bool:
-        return [stage, level] in self.progress["done"]
-
-    def save(self, stage: str, level, module: torch.nn.Module, duration: float, metrics: dict):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                  str(self.dir / f"{stage}.safetensors"))
-        self.progress["done"].append([stage, level])
-        key = stage if level is None else f"{stage}/L{level}"
-        self.progress["durations_s"][key] = round(duration, 1)
-        self.progress["metrics"][key] = metrics
-        self.progress_file.write_text(json.dumps(self.progress, indent=1))
-
-    def redo_from(self, stage: str, level: int) -> list:
-        """Forget (stage, level) and every chain level after it (the order of CHAIN: HAE levels 0-4,
-        then the quantised stages, then the direct decoders), so --resume trains them again; returns
-        what was dropped. The classifiers' checkpoints are kept."""
-        start = CHAIN.index(stage)
-        def later(entry):
-            s, lv = entry
-            return s in CHAIN and (CHAIN.index(s) > start or (s == stage and lv is not None and lv >= level))
-        dropped = sorted((tuple(e) for e in self.progress["done"] if later(e)), key=lambda e: (CHAIN.index(e[0]), e[1]))
-        self.progress["done"] = [e for e in self.progress["done"] if not later(e)]
-        for s, lv in dropped:
-            self.progress["durations_s"].pop(f"{s}/L{lv}", None)
-            self.progress["metrics"].pop(f"{s}/L{lv}", None)
-        self.progress_file.write_text(json.dumps(self.progress, indent=1))
-        return dropped
-
-    def load(self, stage: str, module: torch.nn.Module) -> bool:
-        path = self.dir / f"{stage}.safetensors"
-        if not path.exists():
-            return False
-        module.load_state_dict(load_file(str(path)))
-        return True
 
 
 def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
@@ -535,33 +475,6 @@ def main(argv=None) -> int:
         log.note("not every stage and level is done yet: no model written (use --resume to continue)")
     ctx.close()
     return 0
-
-
-def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: Checkpoints, report: dict,
-                        wall: float):
-    """Add the evaluation's headline metrics to the manifests (the weights, and so the fingerprint,
-    stay as they are) and write PROVENANCE.md beside the model."""
-    headline = report.get("headline", {})
-    provenance = {**provenance, "durations_s": ckpt.progress["durations_s"],
-                  "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1)}
-    for kind in ("codec", "classifier"):
-        path = model_dir / f"{kind}.json"
-        manifest = json.loads(path.read_text())
-        manifest["provenance"] = provenance
-        manifest["metrics"] = headline
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
-    lines = ["# Provenance of this model", "",
-             f"- command: `{provenance['command']}`", f"- commit: {provenance['commit']}",
-             f"- preset: {provenance['preset']}, seed {provenance['seed']}, device {provenance['device']}, "
-             f"torch {provenance['torch']}",
-             f"- data: torchsig 6Mod, key {provenance['data']['key']}, per class {provenance['data']['per_class']}",
-             *[f"- invocation {i + 1}: `{inv['command']}` at {inv['commit']} ({inv['started']})"
-               for i, inv in enumerate(provenance.get("invocations", []))],
-             f"- training time: {provenance['total_duration_s'] / 60:.1f} min of stages "
-             f"(wall {wall / 60:.1f} min including data and evaluation)", "",
-             "## Durations (s)", "", *[f"- {k}: {v}" for k, v in provenance["durations_s"].items()], "",
-             "## Metrics (held-out test set)", "", report.get("summary_table", ""), ""]
-    (model_dir / "PROVENANCE.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

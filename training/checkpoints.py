@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A training run's checkpoints: per (stage, level) safetensors states (no pickle) and a JSON progress
+file that --resume continues from and --redo-from rewinds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
+CHAIN = (*STAGES, "direct")
+
+
+def parse_redo(spec: str) -> tuple:
+    """'hqarf_nokl:2' -> ('hqarf_nokl', 2); a stage alone means from its level 0."""
+    stage, _, level = spec.partition(":")
+    if stage not in CHAIN:
+        raise SystemExit(f"--redo-from {spec!r}: the stage must be one of {', '.join(CHAIN)}")
+    try:
+        return stage, int(level or 0)
+    except ValueError:
+        raise SystemExit(f"--redo-from {spec!r}: the level must be a number") from None
+
+
+class Checkpoints:
+    """Per (stage, level) checkpoints: safetensors states (no pickle) plus a JSON progress file."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir / "checkpoint"
+        self.progress_file = self.dir / "progress.json"
+        self.progress = json.loads(self.progress_file.read_text()) if self.progress_file.exists() else {
+            "done": [], "durations_s": {}, "metrics": {}}
+
+    def done(self, stage: str, level=None) -> bool:
+        return [stage, level] in self.progress["done"]
+
+    def save(self, stage: str, level, module: torch.nn.Module, duration: float, metrics: dict):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                  str(self.dir / f"{stage}.safetensors"))
+        self.progress["done"].append([stage, level])
+        key = stage if level is None else f"{stage}/L{level}"
+        self.progress["durations_s"][key] = round(duration, 1)
+        self.progress["metrics"][key] = metrics
+        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+
+    def redo_from(self, stage: str, level: int) -> list:
+        """Forget (stage, level) and every chain level after it (the order of CHAIN: HAE levels 0-4,
+        then the quantised stages, then the direct decoders), so --resume trains them again; returns
+        what was dropped. The classifiers' checkpoints are kept."""
+        start = CHAIN.index(stage)
+        def later(entry):
+            s, lv = entry
+            return s in CHAIN and (CHAIN.index(s) > start or (s == stage and lv is not None and lv >= level))
+        dropped = sorted((tuple(e) for e in self.progress["done"] if later(e)), key=lambda e: (CHAIN.index(e[0]), e[1]))
+        self.progress["done"] = [e for e in self.progress["done"] if not later(e)]
+        for s, lv in dropped:
+            self.progress["durations_s"].pop(f"{s}/L{lv}", None)
+            self.progress["metrics"].pop(f"{s}/L{lv}", None)
+        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+        return dropped
+
+    def load(self, stage: str, module: torch.nn.Module) -> bool:
+        path = self.dir / f"{stage}.safetensors"
+        if not path.exists():
+            return False
+        module.load_state_dict(load_file(str(path)))
+        return True
