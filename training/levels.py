@@ -190,10 +190,11 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
     lvl = model.levels[level]
     trainable = prepare_level(model, level, quantize, x, cfg, ctx, torch.Generator().manual_seed(seed),
                               fresh_codebook)
-    wants_classifier = coefs.get("task", 0) > 0 or coefs.get("code_class", 0) > 0
-    if quantize and coefs.get("code_class", 0) > 0:
+    code_class = coefs.get("code_class", 0) > 0  # always 0 in the HAE stage (level_coefficients)
+    if code_class:
         torch.manual_seed(seed)  # the code-class head's initialisation, reproducible per (seed, level)
-    objective = LevelObjective(model, level, quantize, coefs, classifier if wants_classifier else None).to(ctx.device)
+    objective = LevelObjective(model, level, quantize, coefs,
+                               classifier if coefs.get("task", 0) > 0 or code_class else None).to(ctx.device)
     if objective.code_head is not None:
         trainable = trainable + list(objective.code_head.parameters())
     epochs = cfg.get("epochs_override") or per_level(cfg["level_epochs"][stage], level)

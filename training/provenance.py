@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from training.checkpoints import Checkpoints
 
+
 def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: Checkpoints, report: dict,
                         wall: float):
     """Add the evaluation's headline metrics to the manifests (the weights, and so the fingerprint,

@@ -29,7 +29,6 @@ import torch  # noqa: E402
 from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
-from gnuradio.hqarf.frames import to_iq  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.checkpoints import STAGES, Checkpoints, parse_redo  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
@@ -147,19 +146,16 @@ def detector_from_project(project: ModRecNet) -> ModRecNet:
     return net
 
 
-@torch.no_grad()
-def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int, batch: int = 256) -> tuple:
+def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int) -> tuple:
     """`per_level` frames of `frames` (drawn per level, reproducibly from `seed`) through the codec at
-    every level: (complex frames, the indices of the frames they reconstruct)."""
-    codec.eval()
-    device = next(codec.parameters()).device
+    every level, as the shipped Codec encodes and decodes them: (complex frames, the indices of the
+    frames they reconstruct)."""
+    shipped = Codec(codec, device=str(next(codec.parameters()).device))
     out, picked = [], []
     for level in range(codec.config.levels):
         idx = np.sort(np.random.default_rng(seed + level).choice(len(frames), min(per_level, len(frames)),
                                                                  replace=False))
-        for i in range(0, len(idx), batch):
-            iq = codec.decode(codec.encode(to_iq(frames[idx[i:i + batch]], device), level), level).cpu().numpy()
-            out.append((iq[:, 0] + 1j * iq[:, 1]).astype(np.complex64))
+        out.append(shipped.decode(shipped.encode(frames[idx], level), level))
         picked.append(idx)
     return np.concatenate(out), np.concatenate(picked)
 
@@ -358,16 +354,15 @@ def chain_stages(codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: C
     for stage in STAGES:
         if previous is not None:
             model = copy.deepcopy(models[previous])
-        start = copy.deepcopy(model)  # the previous stage's weights (fresh ones for the first stage)
+        # the previous stage's weights (fresh ones for the first stage)
+        start = models[previous] if previous is not None else copy.deepcopy(model)
         ckpt.load(stage, model)
-        for level in range(codec_config.levels):
-            if not ckpt.done(stage, level):
-                # A level not done in this stage starts from the previous stage's weights, whatever the
-                # stage's checkpoint file holds for it (it may have been trained before a --redo-from).
-                model.levels[level].load_state_dict(start.levels[level].state_dict())
         for level in range(codec_config.levels):
             if ckpt.done(stage, level):
                 continue
+            # A level not done in this stage starts from the previous stage's weights, whatever the
+            # stage's checkpoint file holds for it (it may have been trained before a --redo-from).
+            model.levels[level].load_state_dict(start.levels[level].state_dict())
             if not want(stage) or (args.level is not None and level != args.level):
                 continue
             t = time.time()
@@ -444,16 +439,14 @@ def main(argv=None) -> int:
                                         classifier)
         stages_run.append("direct")
     shipped = stages_run[-1]
-    if detector_after_codec:
-        codec_done = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
-            ckpt.done("direct", level) for level in codec_config.direct_levels)
-        if codec_done or ckpt.done("unknown_detector"):
-            detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier,
-                                              codec=models[shipped] if codec_done else None)
-        if args.stop_after == "unknown_detector":
-            return stop_after(args.stop_after, ckpt, log)
     complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
         ckpt.done("direct", level) for level in codec_config.direct_levels)
+    if detector_after_codec:
+        if complete or ckpt.done("unknown_detector"):
+            detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier,
+                                              codec=models[shipped] if complete else None)
+        if args.stop_after == "unknown_detector":
+            return stop_after(args.stop_after, ckpt, log)
     provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
         project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector)
