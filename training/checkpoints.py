@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 STAGES = ("hae", "hqarf_nokl", "hqarf")  # then "direct" where the codec config has direct levels
-CHAIN = (*STAGES, "direct")
+CHAIN = (*STAGES, "semantic", "direct")  # "semantic": the global token's head (codec v3)
 
 
 def parse_redo(spec: str) -> tuple:
@@ -53,18 +53,26 @@ class Checkpoints:
         start = CHAIN.index(stage)
         def later(entry):
             s, lv = entry
-            return s in CHAIN and (CHAIN.index(s) > start or (s == stage and lv is not None and lv >= level))
-        dropped = sorted((tuple(e) for e in self.progress["done"] if later(e)), key=lambda e: (CHAIN.index(e[0]), e[1]))
+            return s in CHAIN and (CHAIN.index(s) > start or (s == stage and (lv is None or lv >= level)))
+        dropped = sorted((tuple(e) for e in self.progress["done"] if later(e)),
+                         key=lambda e: (CHAIN.index(e[0]), -1 if e[1] is None else e[1]))
         self.progress["done"] = [e for e in self.progress["done"] if not later(e)]
         for s, lv in dropped:
-            self.progress["durations_s"].pop(f"{s}/L{lv}", None)
-            self.progress["metrics"].pop(f"{s}/L{lv}", None)
+            key = s if lv is None else f"{s}/L{lv}"
+            self.progress["durations_s"].pop(key, None)
+            self.progress["metrics"].pop(key, None)
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
         return dropped
 
-    def load(self, stage: str, module: torch.nn.Module) -> bool:
+    def load(self, stage: str, module: torch.nn.Module, missing_ok=()) -> bool:
+        """Load a stage's checkpoint; `missing_ok`: prefixes of weights the checkpoint may lack (parts
+        added to the architecture since it was written, trained again after this load)."""
         path = self.dir / f"{stage}.safetensors"
         if not path.exists():
             return False
-        module.load_state_dict(load_file(str(path)))
+        result = module.load_state_dict(load_file(str(path)), strict=not missing_ok)
+        if missing_ok:
+            bad = [k for k in result.missing_keys if not k.startswith(tuple(missing_ok))] + list(result.unexpected_keys)
+            if bad:
+                raise SystemExit(f"{path}: does not fit this architecture ({', '.join(bad[:4])} ...)")
         return True

@@ -7,7 +7,8 @@ importing train.py. training/README.md says why each value is what it is.
 
 # Compact CPU model: the paper's encoders, decoders far narrower than the paper's 16..1024.
 DEFAULT_CODEC = dict(encoder_widths=(16, 32, 64, 64, 128), decoder_widths=(32, 64, 96, 128, 128),
-                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64, direct_levels=(1, 2, 3, 4))
+                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64, direct_levels=(1, 2, 3, 4),
+                     semantic_levels=(2, 3, 4), semantic_classes=6, semantic_source=2)
 
 # Scale of the classifier (task) term per stage and level (0: no term): every HAE level, quantised
 # levels 0-2 and level 4 without KL (the default preset's comment says why).
@@ -19,14 +20,15 @@ PRESETS = {
         data=dict(train=48, val=8, test=16), codec=dict(encoder_widths=(8, 8, 8, 8, 8),
                                                          decoder_widths=(8, 8, 8, 8, 8),
                                                          residual_blocks=(0, 1, 1, 1, 1), code_dim=16,
-                                                         direct_levels=(1, 2, 3, 4)),
+                                                         direct_levels=(1, 2, 3, 4), semantic_levels=(2, 3, 4),
+                                                         semantic_classes=6),
         classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
         heldout_classifier=dict(arch="transformer", dim=16, depth=1, heads=2), heldout_epochs=2,
         unknown_detector=dict(stem_width=8, widths=(8, 16), blocks=(1, 1)), unknown_epochs=2, out_of_set_per_class=8,
         noise_outliers=8, outlier_snr_db_min=10.0, detector_reconstructions=4,
         impairments={}, classifier_rotate=0.01,
-        direct_epochs=1, direct_steps=4, direct_batch=16,
+        direct_epochs=1, direct_steps=4, direct_batch=16, semantic_epochs=1,
         direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=8),
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
@@ -50,7 +52,10 @@ PRESETS = {
         # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
         # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
         # frames of each batch under a shared random phase and offset.
-        direct_epochs=2, direct_steps=100, direct_batch=32,
+        direct_epochs=(2, 2, 3, 3, 3), direct_steps=100, direct_batch=32,
+        # Codec v3 (training/README.md, session 8): at levels 2-4 the last index is a global token, a
+        # small head's estimate of the class from level 2's continuous latent; G_i renders with it.
+        semantic_epochs=12,
         direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=16),
         level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=1), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the

@@ -169,8 +169,10 @@ class DirectObjective(nn.Module):
     def forward(self, x: torch.Tensor, gen: torch.Generator):
         c = self.coefs
         with torch.no_grad():
-            z_q = self.model.levels[self.level].quantizer.lookup(self.model.encode(x, self.level))
-        xhat = self.model.direct[str(self.level)](z_q, self.model.levels)
+            idx = self.model.encode(x, self.level)
+            z_q = self.model.levels[self.level].quantizer.lookup(idx)
+        token = idx[:, -1] if self.level in self.model.config.semantic_levels else None
+        xhat = self.model.decode_codewords(z_q, self.level, token)
         dims = x.numel()
         mse = (xhat - x).pow(2).sum() / dims
         cos = (1 - F.cosine_similarity(xhat, x, dim=1, eps=1e-6)).sum() / dims
@@ -266,3 +268,59 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
         p.requires_grad_(False)
     model.eval()
     return {**best[3], "kept_epoch": best[1]}
+
+
+# -- codec v3: the semantic levels' global token -------------------------------------------------
+def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int) -> dict:
+    """The global token's head: cross-entropy of the frame's class from the continuous latent of level
+    `semantic_source` (every codec weight frozen). Keeps the best epoch by validation accuracy."""
+    source = model.config.semantic_source
+    head = model.semantic
+    (x, y), (xv, yv) = data["train"], data["val"]
+    model.to(ctx.device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    @torch.no_grad()
+    def latents(frames):
+        return torch.cat([model.encode_continuous(to_iq(frames[i:i + 512], ctx.device), source)
+                          for i in range(0, len(frames), 512)])
+
+    z, zv = latents(x), latents(xv)
+    labels = torch.as_tensor(np.asarray(y), dtype=torch.long, device=ctx.device)
+    trainable = list(head.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+    epochs = cfg.get("epochs_override") or cfg.get("semantic_epochs", 10)
+    batch, lr = cfg.get("semantic_batch", 128), cfg.get("semantic_lr", 2e-3)
+    per_epoch = max(1, len(z) // batch)
+    opt = torch.optim.Adam(trainable, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    best, step = (-1.0, 0, copy.deepcopy(head.state_dict())), 0
+    for epoch in range(epochs):
+        head.train()
+        perm = torch.randperm(len(z), generator=gen).to(ctx.device)
+        total_loss = 0.0
+        for i in range(per_epoch):
+            b = perm[i * batch:(i + 1) * batch]
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, epochs * per_epoch, lr, lr / 10)
+            loss = F.cross_entropy(head(z[b]), labels[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            total_loss += loss.item()
+        head.eval()
+        with torch.no_grad():
+            acc = float((head(zv).argmax(-1).cpu().numpy() == np.asarray(yv)).mean())
+        log.metrics(stage="semantic", epoch=epoch + 1, lr=opt.param_groups[0]["lr"], train_loss=total_loss / per_epoch,
+                    val_accuracy=acc)
+        log.note(f"semantic epoch {epoch + 1}/{epochs}: loss {total_loss / per_epoch:.4f} | val accuracy {acc:.4f}")
+        if acc >= best[0]:
+            best = (acc, epoch + 1, copy.deepcopy(head.state_dict()))
+    head.load_state_dict(best[2])
+    for p in trainable:
+        p.requires_grad_(False)
+    log.note(f"semantic: kept epoch {best[1]} of {epochs} (val accuracy {best[0]:.4f})")
+    return {"val_accuracy": best[0], "kept_epoch": best[1]}

@@ -39,7 +39,7 @@ from training.evaluate import evaluate_run  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
 from training.provenance import finalize_provenance  # noqa: E402
 from training.levels import train_level  # noqa: E402
-from training.stages import accuracy, train_classifier, train_direct  # noqa: E402
+from training.stages import accuracy, train_classifier, train_direct, train_semantic  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -53,8 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", type=Path, default=None, help="output directory (default runs/<preset>)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--stage", choices=("all", "classifier", "heldout_classifier", "unknown_detector", *STAGES, "direct",
-                                       "evaluate"),
+    p.add_argument("--stage", choices=("all", "classifier", "heldout_classifier", "unknown_detector", *STAGES,
+                                       "semantic", "direct", "evaluate"),
                    default="all",
                    help="run only this stage (earlier ones must be in the run directory)")
     p.add_argument("--level", type=int, default=None, help="with --stage: train only this level")
@@ -281,7 +281,18 @@ def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict,
     model.load_state_dict(chain.state_dict(), strict=False)  # every weight but the direct decoders
     for level in codec_config.direct_levels:
         model.direct[str(level)].init_from_chain(model.levels)
-    ckpt.load("direct", model)
+    redo = [f"direct.{lv}." for lv in codec_config.direct_levels if not ckpt.done("direct", lv)]
+    ckpt.load("direct", model, missing_ok=redo + ([] if ckpt.done("semantic") else ["semantic."]))
+    if codec_config.semantic_levels:
+        # Codec v3: the global token's head first (the semantic levels' G_i are trained with its tokens).
+        if ckpt.done("semantic"):
+            ckpt.load("semantic", model.semantic)
+        elif want("direct") or want("semantic"):
+            t = time.time()
+            val = train_semantic(model, data, cfg, ctx, log, seed=args.seed * 1000 + 450)
+            if ctx.main:
+                ckpt.save("semantic", None, model.semantic, time.time() - t, val)
+            ctx.barrier()
     for level in codec_config.direct_levels:
         if ckpt.done("direct", level) or not want("direct") or (args.level is not None and level != args.level):
             continue
@@ -348,7 +359,7 @@ def chain_stages(codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: C
     """HAE, HQARF without KL, HQARF: level by level, lower levels frozen, decoded through the chain
     (the direct decoders are not there yet). Returns (model of each stage, the stage --stop-after
     ended the run at, or None)."""
-    model = HQARF(dataclasses.replace(codec_config, direct_levels=()))
+    model = HQARF(dataclasses.replace(codec_config, direct_levels=(), semantic_levels=()))
     models = {}
     previous = None
     for stage in STAGES:
@@ -440,7 +451,8 @@ def main(argv=None) -> int:
         stages_run.append("direct")
     shipped = stages_run[-1]
     complete = all(ckpt.done(s, level) for s in STAGES for level in range(codec_config.levels)) and all(
-        ckpt.done("direct", level) for level in codec_config.direct_levels)
+        ckpt.done("direct", level) for level in codec_config.direct_levels) and (
+        not codec_config.semantic_levels or ckpt.done("semantic"))
     if detector_after_codec:
         if complete or ckpt.done("unknown_detector"):
             detector = unknown_detector_stage(cfg, data, args, ckpt, ctx, log, want, len(classes), project=classifier,

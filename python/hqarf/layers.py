@@ -57,6 +57,22 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
+class SemanticHead(nn.Module):
+    """A frame's class estimate from a continuous latent: (B, D, T) -> (B, classes) logits; three
+    convolutions (two of stride 2), then mean, spread and peak over time."""
+
+    def __init__(self, code_dim: int, classes: int, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(code_dim, width, 3, stride=2, padding=1), nn.Mish(),
+                                 nn.Conv1d(width, width, 3, stride=2, padding=1), nn.Mish(),
+                                 nn.Conv1d(width, width, 3, padding=1), nn.Mish())
+        self.out = nn.Linear(3 * width, classes)
+
+    def forward(self, z):
+        h = self.net(z)
+        return self.out(torch.cat([h.mean(-1), h.std(-1), h.amax(-1)], -1))
+
+
 class RunningNorm(nn.Module):
     """Per-channel running mean/std of the latent a level receives.
 

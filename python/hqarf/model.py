@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import Decoder, Encoder, RunningNorm
+from .layers import Decoder, Encoder, RunningNorm, SemanticHead
 from .quantizer import Quantizer
 
 
@@ -34,11 +34,27 @@ class HQARFConfig:
     # D_i, re-quantise, D_{i-1}, ..., D_0. G_i has the chain's layers (so the same cost per frame)
     # but no re-quantisation, and is trained end to end for that level's output.
     direct_levels: tuple = ()
+    # Levels whose last index is a global token instead of a local code (codec v3): a small head
+    # on the continuous latent of level `semantic_source` estimates the frame's class (one of
+    # `semantic_classes`), and G_i renders the frame conditioned on it (FiLM at every stage's
+    # input). The bits per frame stay the same: the token takes the last position's index.
+    semantic_levels: tuple = ()
+    semantic_classes: int = 0
+    semantic_source: int = 2
 
     def __post_init__(self):
-        object.__setattr__(self, "direct_levels", tuple(sorted({int(v) for v in self.direct_levels})))
+        for name in ("direct_levels", "semantic_levels"):
+            object.__setattr__(self, name, tuple(sorted({int(v) for v in getattr(self, name)})))
         if any(not 0 <= v < self.levels for v in self.direct_levels):
             raise ValueError(f"direct_levels {self.direct_levels} must lie in 0..{self.levels - 1}")
+        if self.semantic_levels:
+            if not set(self.semantic_levels) <= set(self.direct_levels):
+                raise ValueError(f"semantic_levels {self.semantic_levels} must be direct levels {self.direct_levels}")
+            if min(self.semantic_levels) < self.semantic_source or self.semantic_source < 0:
+                raise ValueError(f"semantic_levels {self.semantic_levels} must lie at or above semantic_source "
+                                 f"{self.semantic_source}")
+            if not 2 <= self.semantic_classes <= self.codebook_size:
+                raise ValueError(f"semantic_classes {self.semantic_classes} must lie in 2..codebook_size")
         for name in ("encoder_widths", "decoder_widths", "residual_blocks"):
             value = tuple(int(v) for v in getattr(self, name))
             object.__setattr__(self, name, value)
@@ -96,7 +112,11 @@ class Level(nn.Module):
 
 class DirectDecoder(nn.Module):
     """G_i: level-i codewords -> I/Q through decoders shaped like D_i, ..., D_0, with the levels'
-    latent un-normalisation between them and no re-quantisation (codec v2)."""
+    latent un-normalisation between them and no re-quantisation (codec v2). At a semantic level the
+    frame's global token conditions every stage: its embedding scales and shifts the stage's input
+    channels (FiLM, initialised to the identity)."""
+
+    CONTEXT = 64  # width of the token embedding
 
     def __init__(self, config: HQARFConfig, level: int):
         super().__init__()
@@ -105,16 +125,33 @@ class DirectDecoder(nn.Module):
             Decoder(config.code_dim, config.decoder_widths[i], config.in_channels if i == 0 else config.code_dim,
                     config.residual_blocks[i], tanh=i == 0)
             for i in range(level, -1, -1))
+        self.semantic = level in config.semantic_levels
+        if self.semantic:
+            self.token_embedding = nn.Embedding(config.codebook_size, self.CONTEXT)
+            with torch.no_grad():  # tokens no head emits: no conditioning
+                self.token_embedding.weight[config.semantic_classes:] = 0
+            self.film = nn.ModuleList(nn.Linear(self.CONTEXT, 2 * config.code_dim) for _ in self.stages)
+            for f in self.film:
+                nn.init.zeros_(f.weight)
+                nn.init.zeros_(f.bias)
 
     @torch.no_grad()
     def init_from_chain(self, levels: nn.ModuleList):
-        """Start from the trained chain D_i ... D_0 (the re-quantisation simply left out)."""
+        """Start from the trained chain D_i ... D_0 (the re-quantisation simply left out), with no
+        conditioning on the global token yet."""
         for stage, i in zip(self.stages, range(self.level, -1, -1)):
             stage.load_state_dict(levels[i].decoder.state_dict())
+        for f in getattr(self, "film", ()):
+            nn.init.zeros_(f.weight)
+            nn.init.zeros_(f.bias)
 
-    def forward(self, z_q: torch.Tensor, levels: nn.ModuleList) -> torch.Tensor:
+    def forward(self, z_q: torch.Tensor, levels: nn.ModuleList, token: torch.Tensor | None = None) -> torch.Tensor:
+        context = self.token_embedding(token.long()) if self.semantic else None
         z = z_q
-        for stage, i in zip(self.stages, range(self.level, -1, -1)):
+        for k, (stage, i) in enumerate(zip(self.stages, range(self.level, -1, -1))):
+            if context is not None:
+                scale_shift = self.film[k](context)[:, :, None]
+                z = z * (1 + scale_shift[:, : z.shape[1]]) + scale_shift[:, z.shape[1]:]
             z = levels[i].restore(stage(z))
         return z
 
@@ -130,30 +167,56 @@ class HQARF(nn.Module):
         # their weights fingerprint) unchanged.
         if config.direct_levels:
             self.direct = nn.ModuleDict({str(i): DirectDecoder(config, i) for i in config.direct_levels})
+        if config.semantic_levels:
+            self.semantic = SemanticHead(config.code_dim, config.semantic_classes)
 
     # -- continuous latents -------------------------------------------------------------------
-    def encode_continuous(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        """(B, 2, L) -> continuous latent z_e of `level`, (B, D, L / 2**(level+1))."""
-        z = x
+    def _encode_path(self, x: torch.Tensor, level: int) -> tuple:
+        """The continuous latent of `level` and that of `semantic_source` on the way (or None)."""
+        z, source = x, None
         for lvl in self.levels[: level + 1]:
             z = lvl.encoder(lvl.prepare(z))
-        return z
+            if lvl.index == self.config.semantic_source:
+                source = z
+        return z, source
+
+    def encode_continuous(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """(B, 2, L) -> continuous latent z_e of `level`, (B, D, L / 2**(level+1))."""
+        return self._encode_path(x, level)[0]
+
+    def semantic_token(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2, L) -> (B,) the global token of the semantic levels (the head's class estimate)."""
+        return self.semantic(self._encode_path(x, self.config.semantic_source)[1]).argmax(-1)
 
     def encode(self, x: torch.Tensor, level: int, sample: bool = False, generator=None) -> torch.Tensor:
-        """(B, 2, L) real I/Q -> (B, T_level) codeword indices. Only these leave the sensor."""
-        return self.levels[level].quantizer.indices(self.encode_continuous(x, level), sample, generator)
+        """(B, 2, L) real I/Q -> (B, T_level) codeword indices. Only these leave the sensor. At a
+        semantic level the last index is the frame's global token."""
+        z, source = self._encode_path(x, level)
+        idx = self.levels[level].quantizer.indices(z, sample, generator)
+        if level in self.config.semantic_levels:
+            token = self.semantic(source).argmax(-1).to(idx.dtype)
+            idx = torch.cat([idx[:, :-1], token[:, None]], 1)
+        return idx
 
     def decode(self, idx: torch.Tensor, level: int) -> torch.Tensor:
         """Indices of `level` -> (B, 2, L): D_level, un-normalise, re-quantise with the codebook below,
         ..., D_0 (tanh). Argmax re-quantisation keeps decoding deterministic."""
-        return self.decode_codewords(self.levels[level].quantizer.lookup(idx), level)
+        token = idx[:, -1] if level in self.config.semantic_levels else None
+        return self.decode_codewords(self.levels[level].quantizer.lookup(idx), level, token)
 
-    def decode_codewords(self, z_q: torch.Tensor, level: int) -> torch.Tensor:
+    def decode_codewords(self, z_q: torch.Tensor, level: int, token: torch.Tensor | None = None) -> torch.Tensor:
         """Level-`level` codewords (B, D, T) -> (B, 2, L), the decoding path `decode` uses.
 
         Differentiable in `z_q`: every lower re-quantisation passes gradients straight through
         (forward pass identical to `decode`), so attacks and losses can reach through the decoder.
-        A level in `config.direct_levels` decodes with its own G_i and re-quantises nothing."""
+        A level in `config.direct_levels` decodes with its own G_i and re-quantises nothing; a
+        semantic level needs its global token (B,), and its last position's codeword is replaced by
+        its neighbour's (that index is the token, not a local code)."""
+        if level in self.config.semantic_levels:
+            if token is None:
+                raise ValueError(f"level {level} carries a global token: pass token=")
+            z_q = torch.cat([z_q[..., :-1], z_q[..., -2:-1]], -1)
+            return self.direct[str(level)](z_q, self.levels, token)
         if level in self.config.direct_levels:
             return self.direct[str(level)](z_q, self.levels)
         z = z_q
