@@ -254,18 +254,19 @@ def test_redo_from_drops_that_level_and_everything_after_it(tmp_path):
     from training.train import Checkpoints, parse_redo
     ckpt = Checkpoints(tmp_path)
     done = [["classifier", None], *[[s, lv] for s in ("hae", "hqarf_nokl", "hqarf") for lv in range(5)],
-            ["unknown_detector", None], *[["direct", lv] for lv in range(1, 5)]]
+            ["unknown_detector", None], ["semantic", None], *[["direct", lv] for lv in range(1, 5)]]
     ckpt.progress = {"done": done, "durations_s": {f"{s}/L{lv}": 1.0 for s, lv in done if lv is not None},
                      "metrics": {}}
     (tmp_path / "checkpoint").mkdir()
     dropped = ckpt.redo_from(*parse_redo("hqarf_nokl:3"))
     assert dropped == [("hqarf_nokl", 3), ("hqarf_nokl", 4), *[("hqarf", lv) for lv in range(5)],
-                       *[("direct", lv) for lv in range(1, 5)]]
+                       ("semantic", None), *[("direct", lv) for lv in range(1, 5)]]
     kept = json.loads((tmp_path / "checkpoint" / "progress.json").read_text())
     assert ["classifier", None] in kept["done"] and ["unknown_detector", None] in kept["done"]
     assert ["hqarf_nokl", 2] in kept["done"] and ["hqarf_nokl", 3] not in kept["done"]
     assert "hqarf/L0" not in kept["durations_s"] and "hae/L4" in kept["durations_s"]
     assert parse_redo("direct") == ("direct", 0)
+    assert ckpt.redo_from(*parse_redo("semantic")) == [] and ["hqarf", 4] not in ckpt.progress["done"]
     for bad in ("nonsense:1", "hae:x"):
         with pytest.raises(SystemExit, match="--redo-from"):
             parse_redo(bad)
@@ -279,9 +280,9 @@ def test_redo_from_retrains_from_the_previous_stage(smoke_run):
                      "--no-evaluate", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = (smoke_run / "train.log").read_text()[len(log_before):]
-    assert "dropped 5 checkpointed levels (hqarf/L4, direct/L1" in new
+    assert "dropped 6 checkpointed levels (hqarf/L4, semantic, direct/L1" in new
     assert "hqarf L4 start" in new and "hqarf L3 epoch" not in new and "hae L0 epoch" not in new
-    assert "direct L1 start" in new and "model written" in new
+    assert "semantic epoch 1/1" in new and "direct L1 start" in new and "model written" in new
     progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())
     assert progress["invocations"][-1]["command"].endswith("--redo-from hqarf:4 --no-evaluate --threads 1")
 

@@ -217,7 +217,8 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     for p in trainable:
         p.requires_grad_(True)
     model.eval()
-    objective = DirectObjective(model, level, cfg["direct_coefs"], classifier)
+    coefs = {k: per_level(v, level) for k, v in cfg["direct_coefs"].items()}  # a weight, or one per level
+    objective = DirectObjective(model, level, coefs, classifier)
     epochs = cfg.get("epochs_override") or per_level(cfg["direct_epochs"], level)
     batch = cfg.get("direct_batch", cfg["batch"])
     per_epoch = max(1, (len(x) // ctx.world) // batch)

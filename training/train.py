@@ -341,7 +341,7 @@ def start_run(args):
             raise SystemExit("--redo-from needs --resume (it continues a run directory's checkpoints)")
         dropped = ckpt.redo_from(*parse_redo(args.redo_from))
         log.note(f"--redo-from {args.redo_from}: dropped {len(dropped)} checkpointed levels "
-                 f"({', '.join(f'{s}/L{lv}' for s, lv in dropped) or 'none'})")
+                 f"({', '.join(s if lv is None else f'{s}/L{lv}' for s, lv in dropped) or 'none'})")
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
