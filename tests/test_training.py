@@ -224,6 +224,27 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
     assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
     assert (tmp_path / "accuracy_vs_snr.png").stat().st_size > 5000
+    gr_in = report["gnuradio_in_set"]
+    assert list(gr_in["rows"]) == ["originals", "L0", "L1", "L2", "L3", "L4"] and gr_in["frames_per_kind"] == 3
+    assert all(set(r["accuracy"]) == {"project", "held-out"} and set(r["per_class"]) == set(gr_in["kinds"])
+               for r in gr_in["rows"].values())
+    assert "GNU Radio's own modulators" in (tmp_path / "robustness.md").read_text()
+
+
+def test_gnuradio_made_6mod_frames_are_what_their_class_says():
+    """GNU Radio's modulators, checked by the signal's own statistics: 4ask and 8pam are real (no Q
+    before the receiver model), 8pam is unipolar and 4ask is not, 2fsk (GFSK) has a constant envelope,
+    32qam_cross is complex."""
+    import numpy as np
+    from training.robustness import gnuradio_in_set_frames
+    f = {k: gnuradio_in_set_frames(k, 4, 4, 1024, seed=3) for k in ("4ask", "8pam", "16psk", "32qam_cross", "2fsk")}
+    assert all(v.shape == (4, 1024) and np.isfinite(v).all() for v in f.values())
+    for k in ("4ask", "8pam"):
+        assert np.abs(f[k].imag).max() < 1e-6 * np.abs(f[k].real).max() + 1e-7
+    assert f["8pam"].real.mean() > 0.2 and abs(f["4ask"].real.mean()) < 0.1
+    env = np.abs(f["2fsk"])
+    assert env.std() < 0.01 * env.mean()
+    assert np.abs(f["32qam_cross"].imag).max() > 0.1
 
 
 def test_run_log_writes_metrics_as_csv_beside_the_jsonl(tmp_path):

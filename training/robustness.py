@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """How the shipped model does on captures: accuracy vs SNR (AWGN alone, and with carrier phase, frequency
-offset and timing offset), signals outside the six classes (the "unknown" flag), and the salient signal
-properties of reconstructions. JSON plus plots.
+offset and timing offset), signals outside the six classes (the "unknown" flag), the salient signal
+properties of reconstructions, and five of the six classes as GNU Radio's own modulators make them.
+JSON plus plots.
 
     ./dev.sh env python training/robustness.py --model python/hqarf/models/default --out docs/results
 """
@@ -61,35 +62,96 @@ def accuracy_vs_snr(codec, classifiers: dict, x, y, snrs, base: Impairments, say
     return out
 
 
+def _modulated(mod, rng, total: int, nbytes: int) -> np.ndarray:
+    """`total` complex samples of GNU Radio modulator `mod` (bytes in) fed `nbytes` random bytes."""
+    from gnuradio import blocks, gr  # pylint: disable=import-outside-toplevel
+    tb = gr.top_block()
+    src = blocks.vector_source_b(rng.integers(0, 256, nbytes).astype(np.uint8).tolist(), False)
+    head = blocks.head(gr.sizeof_gr_complex, total)
+    sink = blocks.vector_sink_c()
+    tb.connect(src, mod, head, sink)
+    tb.run()
+    sig = np.asarray(sink.data(), np.complex64)
+    if len(sig) < total:
+        raise RuntimeError(f"the modulator gave {len(sig)} samples, wanted {total}")
+    return sig
+
+
+def _frames(sig: np.ndarray, n: int, frame_len: int) -> np.ndarray:
+    sig = np.asarray(sig[2048:2048 + n * frame_len], np.complex64).reshape(n, frame_len)
+    return sig / np.abs(sig).max(-1, keepdims=True)
+
+
 def gnuradio_frames(kind: str, n: int, frame_len: int, seed: int) -> np.ndarray:
     """Frames made by GNU Radio's own blocks: QPSK / 8PSK (constellation_modulator, RRC, 4 sps),
     GMSK (gmsk_mod, 4 sps), a tone at a random frequency, complex Gaussian noise."""
-    from gnuradio import analog, blocks, digital, gr  # pylint: disable=import-outside-toplevel
+    from gnuradio import digital  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(seed)
     total = n * frame_len + 4096
     if kind == "gr-noise":
-        sig = rng.standard_normal(total) + 1j * rng.standard_normal(total)
-    elif kind == "gr-tone":
-        sig = np.concatenate([np.exp(2j * np.pi * (rng.uniform(-0.2, 0.2) * np.arange(frame_len) + rng.random()))
-                              for _ in range(n + 4)])
+        return _frames(rng.standard_normal(total) + 1j * rng.standard_normal(total), n, frame_len)
+    if kind == "gr-tone":
+        return _frames(np.concatenate([np.exp(2j * np.pi * (rng.uniform(-0.2, 0.2) * np.arange(frame_len) + rng.random()))
+                                       for _ in range(n + 4)]), n, frame_len)
+    if kind == "gr-gmsk":
+        mod = digital.gmsk_mod(samples_per_symbol=4, bt=0.35)  # takes packed bytes
     else:
-        tb = gr.top_block()
-        src = blocks.vector_source_b(rng.integers(0, 256, total // 4 + 64).astype(np.uint8).tolist(), False)
-        if kind == "gr-gmsk":
-            mod = digital.gmsk_mod(samples_per_symbol=4, bt=0.35)
-            # gmsk_mod takes packed bytes
-        else:
-            const = digital.constellation_qpsk() if kind == "gr-qpsk" else digital.constellation_8psk()
-            mod = digital.generic_mod(const, differential=False, samples_per_symbol=4, excess_bw=0.35)
-        head = blocks.head(gr.sizeof_gr_complex, total)
-        sink = blocks.vector_sink_c()
-        tb.connect(src, mod, head, sink)
-        tb.run()
-        sig = np.asarray(sink.data(), np.complex64)
-        if len(sig) < total:
-            raise RuntimeError(f"{kind}: the modulator gave {len(sig)} samples, wanted {total}")
-    sig = np.asarray(sig[2048:2048 + n * frame_len], np.complex64).reshape(n, frame_len)
-    return sig / np.abs(sig).max(-1, keepdims=True)
+        const = digital.constellation_qpsk() if kind == "gr-qpsk" else digital.constellation_8psk()
+        mod = digital.generic_mod(const, differential=False, samples_per_symbol=4, excess_bw=0.35)
+    return _frames(_modulated(mod, rng, total, total // 4 + 64), n, frame_len)
+
+
+# 6Mod's classes as GNU Radio's own modulators make them (ofdm-256 has no plain GNU Radio modulator).
+GNURADIO_IN_SET = ("4ask", "8pam", "16psk", "32qam_cross", "2fsk")
+
+
+def _constellation(kind: str) -> list:
+    if kind == "4ask":
+        p = np.array([-3, -1, 1, 3], complex)
+    elif kind == "8pam":
+        p = np.linspace(0, 1, 8).astype(complex)  # unipolar, as training/data.py registers it
+    elif kind == "16psk":
+        p = np.exp(2j * np.pi * np.arange(16) / 16)
+    elif kind == "32qam_cross":
+        p = np.array([complex(i, q) for i in range(-5, 6, 2) for q in range(-5, 6, 2) if not abs(i) == abs(q) == 5])
+    else:
+        raise ValueError(f"no GNU Radio constellation for {kind}")
+    return (p / np.sqrt(np.mean(np.abs(p) ** 2))).tolist()
+
+
+def gnuradio_in_set_frames(kind: str, n: int, sps: int, frame_len: int, seed: int) -> np.ndarray:
+    """Frames of a 6Mod class from GNU Radio's blocks, `sps` samples per symbol: generic_mod over the
+    class's constellation (RRC, excess bandwidth 0.35), or gfsk_mod (2fsk; sensitivity 0.5, BT 0.5)."""
+    from gnuradio import digital  # pylint: disable=import-outside-toplevel
+    if kind == "2fsk":
+        mod = digital.gfsk_mod(samples_per_symbol=sps, sensitivity=0.5, bt=0.5)
+    else:
+        mod = digital.generic_mod(digital.constellation_calcdist(_constellation(kind), [], 1, 1), differential=False,
+                                  samples_per_symbol=sps, excess_bw=0.35)
+    total = n * frame_len + 4096
+    return _frames(_modulated(mod, np.random.default_rng(seed), total, total + 64), n, frame_len)
+
+
+def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, say=print) -> dict:
+    """Accuracy on GNU Radio-made frames of five 6Mod classes (2, 3 and 4 samples per symbol, through
+    the receiver model at 20-30 dB), originals and each level's reconstructions; per class for the
+    project classifier. The codec and the classifiers saw torchsig frames only."""
+    third = max(1, per_kind // 3)
+    x = np.concatenate([gnuradio_in_set_frames(k, third, sps, codec.frame_len, seed=2000 + 10 * i + sps)
+                        for i, k in enumerate(GNURADIO_IN_SET) for sps in (2, 3, 4)])
+    y = np.repeat([CLASSES.index(k) for k in GNURADIO_IN_SET], 3 * third)
+    x = impair(x, "test", dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
+                                              multipath_probability=0.0))[0]
+    out = {"kinds": list(GNURADIO_IN_SET), "frames_per_kind": 3 * third, "rows": {}}
+    for name, frames in [("originals", x)] + [(f"L{lv}", None) for lv in range(codec.levels)]:
+        if frames is None:
+            frames = codec.decode(codec.encode(x, int(name[1:])), int(name[1:]))
+        pred = {n: c.predict(frames) for n, c in classifiers.items()}
+        out["rows"][name] = {"accuracy": {n: float((p == y).mean()) for n, p in pred.items()},
+                             "per_class": {k: float((pred["project"][y == CLASSES.index(k)] == CLASSES.index(k)).mean())
+                                           for k in GNURADIO_IN_SET}}
+        say(f"robustness: GNU Radio-made 6Mod, {name}: " + " / ".join(f"{v:.3f}" for v in out["rows"][name]["accuracy"].values()))
+    return out
 
 
 def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, base: Impairments, say=print) -> dict:
@@ -215,6 +277,15 @@ def markdown(report: dict) -> str:
     if ood.get("reconstructions_flagged"):
         out += ["", "Reconstructions of the clean 6Mod frames flagged unknown by the model's own flag: "
                 + ", ".join(f"level {k} {v:.3f}" for k, v in ood["reconstructions_flagged"].items()) + "."]
+    gr_in = report.get("gnuradio_in_set")
+    if gr_in:
+        names = list(next(iter(gr_in["rows"].values()))["accuracy"])
+        out += ["", f"## 6Mod frames from GNU Radio's own modulators ({gr_in['frames_per_kind']} per class at 20-30 dB; "
+                + " / ".join(names) + " classifier; per class: project)", "",
+                "| frames | accuracy | " + " | ".join(gr_in["kinds"]) + " |", "|---|---|" + "---|" * len(gr_in["kinds"])]
+        for row_name, row in gr_in["rows"].items():
+            out.append(f"| {row_name} | " + " / ".join(f"{v:.3f}" for v in row["accuracy"].values()) + " | "
+                       + " | ".join(f"{row['per_class'][k]:.2f}" for k in gr_in["kinds"]) + " |")
     props = report["signal_properties"]
     out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
     for name in ("abs_c40", "c42", "envelope_spread", "occupied_bw", "log_spectral_distance_db", "snr_db"):
@@ -249,6 +320,7 @@ def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: 
     recon = {level: codec.decode(codec.encode(x, level), level) for level in range(codec.levels)}
     report["out_of_set"]["reconstructions_flagged"] = reconstructions_flagged(classifiers["project"], recon, say)
     report["signal_properties"] = signal_properties.property_table(x, y, recon, CLASSES)
+    report["gnuradio_in_set"] = gnuradio_in_set(codec, classifiers, ood_per_kind, base, say)
     report["seconds"] = round(time.time() - t, 1)
     (out_dir / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "robustness.md").write_text(markdown(report))
