@@ -26,7 +26,7 @@ from training.common import REPO
 from training.data import DataConfig, Impairments, generate, impair
 
 STAGE_LABELS = {"hae": "HAE (no quantiser)", "hqarf_nokl": "HQARF without KL", "hqarf": "HQARF (chain decoder)",
-                "direct": "HQARF v2 (direct decoders)"}
+                "direct": "HQARF direct decoders (v2, v3)"}
 # The stage a report's headline is about: the last one trained (the shipped model).
 MAIN_STAGES = ("direct", "hqarf", "hqarf_nokl", "hae")
 

@@ -26,7 +26,7 @@ def _levels(items) -> str:
 
 
 def shipped_stage(report: dict) -> str:
-    """The stage the report's shipped model is: codec v2 (direct decoders) where present."""
+    """The stage the report's shipped model is: the direct decoders (codec v2, v3) where present."""
     return "direct" if "direct" in report["stages"] else "hqarf"
 
 
