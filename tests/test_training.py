@@ -49,7 +49,8 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert len(manifest["metrics"]["accuracy_per_level"]) == 5
     assert (smoke_run / "model" / "PROVENANCE.md").read_text().startswith("# Provenance")
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf", "direct"}
+    assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf", "semantic", "direct"}
+    assert codec.model.config.semantic_levels == (2, 3, 4) and "semantic/L" not in str(prov["durations_s"])
     # trained on impaired frames, recorded in the provenance; the held-out classifier ships beside
     assert prov["data"]["impairments"]["max_freq_offset"] == 0.01 and prov["data"]["impairments"]["random_phase"]
     heldout = hqarf.load_classifier(smoke_run / "model", kind="heldout_classifier")
