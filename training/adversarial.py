@@ -231,7 +231,7 @@ def pipeline_forward(codec, net, level: int):
         peak = iq.pow(2).sum(1).sqrt().amax(-1).clamp_min(1e-12)[:, None, None]
         z_e, source = m._encode_path(iq / peak, level)
         z_q = z_e + (q.lookup(q.indices(z_e)) - z_e).detach()
-        token = m.semantic(source).argmax(-1) if level in m.config.semantic_levels else None
+        token = m.token(source) if level in m.config.semantic_levels else None
         return net(m.decode_codewords(z_q, level, token))
 
     return forward

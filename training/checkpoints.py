@@ -24,6 +24,11 @@ def parse_redo(spec: str) -> tuple:
         raise SystemExit(f"--redo-from {spec!r}: the level must be a number") from None
 
 
+def progress_key(stage: str, level) -> str:
+    """'hae/L2', or the stage alone for stages without levels (classifiers, semantic)."""
+    return stage if level is None else f"{stage}/L{level}"
+
+
 class Checkpoints:
     """Per (stage, level) checkpoints: safetensors states (no pickle) plus a JSON progress file."""
 
@@ -41,7 +46,7 @@ class Checkpoints:
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                   str(self.dir / f"{stage}.safetensors"))
         self.progress["done"].append([stage, level])
-        key = stage if level is None else f"{stage}/L{level}"
+        key = progress_key(stage, level)
         self.progress["durations_s"][key] = round(duration, 1)
         self.progress["metrics"][key] = metrics
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
@@ -58,9 +63,8 @@ class Checkpoints:
                          key=lambda e: (CHAIN.index(e[0]), -1 if e[1] is None else e[1]))
         self.progress["done"] = [e for e in self.progress["done"] if not later(e)]
         for s, lv in dropped:
-            key = s if lv is None else f"{s}/L{lv}"
-            self.progress["durations_s"].pop(key, None)
-            self.progress["metrics"].pop(key, None)
+            self.progress["durations_s"].pop(progress_key(s, lv), None)
+            self.progress["metrics"].pop(progress_key(s, lv), None)
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
         return dropped
 

@@ -143,9 +143,8 @@ def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, 
     x = impair(x, "test", dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
                                               multipath_probability=0.0))[0]
     out = {"kinds": list(GNURADIO_IN_SET), "frames_per_kind": 3 * third, "rows": {}}
-    for name, frames in [("originals", x)] + [(f"L{lv}", None) for lv in range(codec.levels)]:
-        if frames is None:
-            frames = codec.decode(codec.encode(x, int(name[1:])), int(name[1:]))
+    sets = {"originals": x, **{f"L{lv}": codec.decode(codec.encode(x, lv), lv) for lv in range(codec.levels)}}
+    for name, frames in sets.items():
         pred = {n: c.predict(frames) for n, c in classifiers.items()}
         out["rows"][name] = {"accuracy": {n: float((p == y).mean()) for n, p in pred.items()},
                              "per_class": {k: float((pred["project"][y == CLASSES.index(k)] == CLASSES.index(k)).mean())

@@ -30,7 +30,7 @@ from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, b
 from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
-from training.checkpoints import STAGES, Checkpoints, parse_redo  # noqa: E402
+from training.checkpoints import STAGES, Checkpoints, parse_redo, progress_key  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
 from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
 from training.data import (OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair,  # noqa: E402
@@ -341,7 +341,7 @@ def start_run(args):
             raise SystemExit("--redo-from needs --resume (it continues a run directory's checkpoints)")
         dropped = ckpt.redo_from(*parse_redo(args.redo_from))
         log.note(f"--redo-from {args.redo_from}: dropped {len(dropped)} checkpointed levels "
-                 f"({', '.join(s if lv is None else f'{s}/L{lv}' for s, lv in dropped) or 'none'})")
+                 f"({', '.join(progress_key(s, lv) for s, lv in dropped) or 'none'})")
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.

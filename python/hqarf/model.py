@@ -131,9 +131,14 @@ class DirectDecoder(nn.Module):
             with torch.no_grad():  # tokens no head emits: no conditioning
                 self.token_embedding.weight[config.semantic_classes:] = 0
             self.film = nn.ModuleList(nn.Linear(self.CONTEXT, 2 * config.code_dim) for _ in self.stages)
-            for f in self.film:
-                nn.init.zeros_(f.weight)
-                nn.init.zeros_(f.bias)
+            self.reset_conditioning()
+
+    @torch.no_grad()
+    def reset_conditioning(self):
+        """FiLM at the identity: the token conditions nothing yet."""
+        for f in getattr(self, "film", ()):
+            nn.init.zeros_(f.weight)
+            nn.init.zeros_(f.bias)
 
     @torch.no_grad()
     def init_from_chain(self, levels: nn.ModuleList):
@@ -141,9 +146,7 @@ class DirectDecoder(nn.Module):
         conditioning on the global token yet."""
         for stage, i in zip(self.stages, range(self.level, -1, -1)):
             stage.load_state_dict(levels[i].decoder.state_dict())
-        for f in getattr(self, "film", ()):
-            nn.init.zeros_(f.weight)
-            nn.init.zeros_(f.bias)
+        self.reset_conditioning()
 
     def forward(self, z_q: torch.Tensor, levels: nn.ModuleList, token: torch.Tensor | None = None) -> torch.Tensor:
         context = self.token_embedding(token.long()) if self.semantic else None
@@ -184,9 +187,13 @@ class HQARF(nn.Module):
         """(B, 2, L) -> continuous latent z_e of `level`, (B, D, L / 2**(level+1))."""
         return self._encode_path(x, level)[0]
 
+    def token(self, source: torch.Tensor) -> torch.Tensor:
+        """The global token (B,) from the continuous latent of `semantic_source` (the head's class estimate)."""
+        return self.semantic(source).argmax(-1)
+
     def semantic_token(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 2, L) -> (B,) the global token of the semantic levels (the head's class estimate)."""
-        return self.semantic(self._encode_path(x, self.config.semantic_source)[1]).argmax(-1)
+        """(B, 2, L) -> (B,) the global token of the semantic levels."""
+        return self.token(self._encode_path(x, self.config.semantic_source)[1])
 
     def encode(self, x: torch.Tensor, level: int, sample: bool = False, generator=None) -> torch.Tensor:
         """(B, 2, L) real I/Q -> (B, T_level) codeword indices. Only these leave the sensor. At a
@@ -194,7 +201,7 @@ class HQARF(nn.Module):
         z, source = self._encode_path(x, level)
         idx = self.levels[level].quantizer.indices(z, sample, generator)
         if level in self.config.semantic_levels:
-            token = self.semantic(source).argmax(-1).to(idx.dtype)
+            token = self.token(source).to(idx.dtype)
             idx = torch.cat([idx[:, :-1], token[:, None]], 1)
         return idx
 
