@@ -2,6 +2,7 @@
 """Inference runtimes (hqarf.runtime): compiled backends against eager torch at every level, on the
 shipped model and on a random small-width config; thread isolation; the quantiser's distance GEMM
 and tie-break; level costs with the quantisers; the encoder's backlog counters."""
+import dataclasses
 import threading
 import time
 
@@ -186,6 +187,9 @@ def test_level_costs_count_the_quantisers():
         assert c["encode_total_macs"] == c["encode_macs"] + c["encode_quantizer_macs"]
         assert c["decode_total_macs"] == c["decode_macs"] + c["decode_quantizer_macs"]
     assert costs[0]["encode_quantizer_macs"] == 512 * 32 * 16
+    # a direct level's G_i re-quantises nothing
+    direct = level_costs(dataclasses.replace(config, direct_levels=(3,)))
+    assert direct[3]["decode_quantizer_macs"] == 0 and direct[2] == costs[2]
 
 
 def test_encoder_counts_a_growing_backlog_and_not_a_slow_source(tiny_model_dir, rng):

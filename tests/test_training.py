@@ -309,6 +309,31 @@ def test_redo_from_retrains_from_the_previous_stage(smoke_run):
     assert progress["invocations"][-1]["command"].endswith("--redo-from hqarf:4 --no-evaluate --threads 1")
 
 
+def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):
+    from gnuradio import hqarf
+
+    run_dir = tmp_path / "from_model"
+    proc = run_train("--preset", "smoke", "--run-dir", str(run_dir), "--init-from", str(smoke_run / "model"),
+                     "--redo-from", "direct:4", "--no-evaluate", "--threads", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "--init-from" in log and "dropped 1 checkpointed levels (direct/L4)" in log
+    assert "direct L4 start" in log and "direct L3 start" not in log and "hae L0 epoch" not in log
+    assert "classifier: loaded from checkpoint" in log and "semantic epoch" not in log
+    before, after = hqarf.load_codec(smoke_run / "model"), hqarf.load_codec(run_dir / "model")
+    old, new = before.model.state_dict(), after.model.state_dict()
+    assert all(np.array_equal(old[k], new[k]) for k in old if not k.startswith("direct.4."))
+    assert any(not np.array_equal(old[k], new[k]) for k in old if k.startswith("direct.4."))
+    # the imported model's invocations come first; only the last stage's model is written
+    progress = json.loads((run_dir / "checkpoint" / "progress.json").read_text())
+    assert progress["invocations"][0]["command"].startswith("python training/train.py --preset smoke")
+    assert progress["imported_from"]["codec_fingerprint"] == before.manifest["fingerprint"]
+    assert sorted(p.name for p in (run_dir / "stages").iterdir()) == ["direct", "hqarf"]
+    # a run directory that already holds checkpoints is refused
+    proc = run_train("--preset", "smoke", "--run-dir", str(run_dir), "--init-from", str(smoke_run / "model"))
+    assert proc.returncode != 0 and "already holds" in proc.stderr + proc.stdout
+
+
 def test_code_class_term_trains_a_head_on_the_codes_not_saved_with_the_model():
     import torch
     from training.levels import LevelObjective, level_coefficients

@@ -68,13 +68,60 @@ class Checkpoints:
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
         return dropped
 
+    def import_model(self, model_dir: Path, levels: int, direct_levels) -> list:
+        """Start this (new) run from a shipped model directory: its classifiers, unknown detector, chain
+        weights, global token head and direct decoders become done checkpoints, with the stage
+        durations, metrics and invocations of its provenance, so --redo-from retrains a part of it.
+        The HAE and no-KL stages' weights are not in a model: they are marked done without a file
+        (nothing after them needs them). Returns the checkpoints written."""
+        if self.progress["done"]:
+            raise SystemExit(f"--init-from: {self.dir} already holds checkpoints")
+        manifest = model_dir / "codec.json"
+        if not manifest.exists():
+            raise SystemExit(f"--init-from: {manifest} does not exist")
+        provenance = json.loads(manifest.read_text()).get("provenance", {})
+        codec = load_file(str(model_dir / "codec.safetensors"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        states = {"hqarf": {k: v for k, v in codec.items() if not k.startswith(("direct.", "semantic."))},
+                  "direct": codec}
+        if any(k.startswith("semantic.") for k in codec):
+            states["semantic"] = {k[len("semantic."):]: v for k, v in codec.items() if k.startswith("semantic.")}
+        for name in ("classifier", "heldout_classifier", "unknown_detector"):
+            if (model_dir / f"{name}.safetensors").exists():
+                # without the feature-space statistics the shipped classifier carries (fitted after training)
+                states[name] = {k: v for k, v in load_file(str(model_dir / f"{name}.safetensors")).items()
+                                if not k.startswith("out_of_set.")}
+        for name, state in states.items():
+            save_file({k: v.contiguous() for k, v in state.items()}, str(self.dir / f"{name}.safetensors"))
+        done = [[s, None] for s in states if s not in ("hqarf", "direct")]
+        done += [[s, lv] for s in STAGES for lv in range(levels)] + [["direct", lv] for lv in direct_levels]
+        self.progress["done"] = done
+        self.progress["durations_s"] = dict(provenance.get("durations_s", {}))
+        self.progress["durations_s"].pop("evaluate", None)
+        self.progress["metrics"] = dict(provenance.get("stage_metrics", {}))
+        self.progress["invocations"] = list(provenance.get("invocations", []))
+        self.progress["imported_from"] = {"model": str(model_dir), "codec_fingerprint":
+                                          json.loads(manifest.read_text()).get("fingerprint")}
+        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+        return sorted(states)
+
+    def has_weights(self, stage: str) -> bool:
+        return (self.dir / f"{stage}.safetensors").exists()
+
     def load(self, stage: str, module: torch.nn.Module, missing_ok=()) -> bool:
         """Load a stage's checkpoint; `missing_ok`: prefixes of weights the checkpoint may lack (parts
-        added to the architecture since it was written, trained again after this load)."""
+        added to the architecture since it was written, trained again after this load); the file's weights
+        under them that no longer fit (a part whose shape changed) are left out, the others loaded as
+        the starting point."""
         path = self.dir / f"{stage}.safetensors"
         if not path.exists():
             return False
-        result = module.load_state_dict(load_file(str(path)), strict=not missing_ok)
+        state = load_file(str(path))
+        if missing_ok:
+            own = module.state_dict()
+            state = {k: v for k, v in state.items() if not k.startswith(tuple(missing_ok)) or
+                     (k in own and own[k].shape == v.shape)}
+        result = module.load_state_dict(state, strict=not missing_ok)
         if missing_ok:
             bad = [k for k in result.missing_keys if not k.startswith(tuple(missing_ok))] + list(result.unexpected_keys)
             if bad:

@@ -30,6 +30,9 @@ def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: 
              f"- data: torchsig 6Mod, key {provenance['data']['key']}, per class {provenance['data']['per_class']}",
              *[f"- invocation {i + 1}: `{inv['command']}` at {inv['commit']} ({inv['started']})"
                for i, inv in enumerate(provenance.get("invocations", []))],
+             *([f"- run started from the weights of `{provenance['imported_from']['model']}` (codec "
+                f"{provenance['imported_from']['codec_fingerprint']}; train.py --init-from), whose invocations "
+                "are the first ones above"] if provenance.get("imported_from") else []),
              f"- training time: {provenance['total_duration_s'] / 60:.1f} min of stages "
              f"(wall {wall / 60:.1f} min including data and evaluation)", "",
              "## Durations (s)", "", *[f"- {k}: {v}" for k, v in provenance["durations_s"].items()], "",

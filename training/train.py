@@ -77,6 +77,10 @@ def parse_args(argv=None):
                    help="train the classifier on this coreset only (a coresets/*.npz file of training.coreset, "
                         "selected on the clean training split of this preset's size)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report at the end")
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL_DIR",
+                   help="start a new run directory from a shipped model's weights (classifiers, detector, chain, token "
+                        "head, direct decoders) as done checkpoints, then continue as --resume would (with "
+                        "--redo-from: retrain part of that model)")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
     return p.parse_args(argv)
 
@@ -336,6 +340,12 @@ def start_run(args):
     if run_dir.exists() and not args.resume and args.stage == "all" and (run_dir / "checkpoint").exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it or choose --run-dir")
     ckpt = Checkpoints(run_dir)
+    if args.init_from is not None:
+        codec = HQARFConfig(**cfg["codec"])
+        imported = ckpt.import_model(args.init_from, codec.levels, codec.direct_levels)
+        log.note(f"--init-from {args.init_from}: checkpoints {', '.join(imported)} (the HAE and no-KL stages "
+                 "marked done without weights)")
+        args.resume = True
     if args.redo_from is not None:
         if not args.resume:
             raise SystemExit("--redo-from needs --resume (it continues a run directory's checkpoints)")
@@ -404,6 +414,7 @@ def run_provenance(command: str, commit: str, args, ctx: Dist, cfg: dict, data_c
         "total_duration_s": round(sum(ckpt.progress["durations_s"].values()), 1),
         "stage_metrics": ckpt.progress["metrics"],
         "invocations": ckpt.progress.get("invocations", []),
+        **({"imported_from": ckpt.progress["imported_from"]} if "imported_from" in ckpt.progress else {}),
     }
 
 
@@ -444,7 +455,7 @@ def main(argv=None) -> int:
         return stop_after(stopped, ckpt, log)
 
     # 5. Codec v2: a direct decoder per level in direct_levels, trained end to end on I/Q.
-    stages_run = list(STAGES)
+    stages_run = [s for s in STAGES if ckpt.has_weights(s)]  # a run --init-from a model has the last only
     if codec_config.direct_levels:
         models["direct"] = direct_stage(models["hqarf"], codec_config, cfg, data, args, ckpt, ctx, log, want,
                                         classifier)

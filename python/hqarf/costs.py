@@ -41,7 +41,8 @@ def level_costs(config: HQARFConfig) -> list[dict]:
             # GEMM), at `level` when encoding and at every re-quantisation below it when decoding.
             search = config.codebook_size * config.code_dim
             enc_q = config.tokens(level) * search
-            dec_q = sum(config.tokens(i) for i in range(level)) * search
+            # (a direct level's G_i re-quantises nothing)
+            dec_q = 0 if level in config.direct_levels else sum(config.tokens(i) for i in range(level)) * search
             params_encode = sum(count_parameters(model.levels[i].encoder) for i in range(level + 1))
             if level in config.direct_levels:
                 params_decode = (count_parameters(model.direct[str(level)])

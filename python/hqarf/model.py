@@ -41,6 +41,7 @@ class HQARFConfig:
     semantic_levels: tuple = ()
     semantic_classes: int = 0
     semantic_source: int = 2
+    semantic_width: int = 32  # the head's channels
 
     def __post_init__(self):
         for name in ("direct_levels", "semantic_levels"):
@@ -171,7 +172,7 @@ class HQARF(nn.Module):
         if config.direct_levels:
             self.direct = nn.ModuleDict({str(i): DirectDecoder(config, i) for i in config.direct_levels})
         if config.semantic_levels:
-            self.semantic = SemanticHead(config.code_dim, config.semantic_classes)
+            self.semantic = SemanticHead(config.code_dim, config.semantic_classes, width=config.semantic_width)
 
     # -- continuous latents -------------------------------------------------------------------
     def _encode_path(self, x: torch.Tensor, level: int) -> tuple:
