@@ -122,3 +122,34 @@ def test_checkpoint_of_an_older_architecture_loads_only_with_the_new_parts_named
         ckpt.load("direct", new, missing_ok=["semantic."])
     assert ckpt.load("direct", new, missing_ok=["semantic.", "direct.2.", "direct.3.", "direct.4."])
     assert torch.equal(new.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)
+
+
+def test_a_level_1_source_and_a_wider_head_carry_the_token_from_level_1():
+    torch.manual_seed(1)
+    config = HQARFConfig(**{**TINY, **SEMANTIC, "semantic_levels": (1, 2, 3, 4), "semantic_source": 1,
+                            "semantic_width": 24})
+    model = HQARF(config).eval()
+    assert model.semantic.out.in_features == 3 * 24
+    x = torch.randn(3, 2, 1024)
+    with torch.no_grad():
+        heads = model.semantic(model.encode_continuous(x, 1)).argmax(-1)
+        for level in range(5):
+            idx = model.encode(x, level)
+            assert idx.shape == (3, config.tokens(level))
+            if level >= 1:
+                assert torch.equal(idx[:, -1], heads)
+                assert model.decode(idx, level).shape == (3, 2, 1024)
+    # a checkpoint whose head had another width loads with the head left out when it is redone
+    from training.checkpoints import Checkpoints
+    import tempfile
+    from pathlib import Path
+    from safetensors.torch import save_file
+    old = semantic_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Checkpoints(Path(tmp))
+        ckpt.dir.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(ckpt.dir / "direct.safetensors"))
+        head_before = model.semantic.out.weight.clone()
+        assert ckpt.load("direct", model, missing_ok=["semantic.", "direct.1."])
+        assert torch.equal(model.semantic.out.weight, head_before)  # the 32-wide head did not fit
+        assert torch.equal(model.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from gnuradio.hqarf.frames import to_iq
 from gnuradio.hqarf.model import HQARF
 from training.common import Dist, RunLog, batches, learning_rate, maybe_ddp, per_level
+from training.data import Impairments, impair
 from training.levels import validate_level
 
 
@@ -288,6 +289,9 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
                           for i in range(0, len(frames), 512)])
 
     z, zv = latents(x), latents(xv)
+    # Fresh receiver impairments of the clean training frames every epoch after the first (the head
+    # memorised one draw of them: training loss 0.0003 at validation 0.978, training/README.md).
+    fresh = cfg.get("semantic_fresh_impairments") and cfg.get("impairments") is not None and "train_clean" in data
     labels = torch.as_tensor(np.asarray(y), dtype=torch.long, device=ctx.device)
     trainable = list(head.parameters())
     for p in trainable:
@@ -299,6 +303,9 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
     gen = torch.Generator().manual_seed(seed)
     best, step = (-1.0, 0, copy.deepcopy(head.state_dict())), 0
     for epoch in range(epochs):
+        if fresh and epoch > 0:
+            z = latents(impair(data["train_clean"][0], "train", Impairments(**cfg["impairments"]),
+                               first_index=10 ** 6 * (epoch + 1))[0])
         head.train()
         perm = torch.randperm(len(z), generator=gen).to(ctx.device)
         total_loss = 0.0

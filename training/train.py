@@ -102,6 +102,7 @@ def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
         # Every split seen through the receiver model; the clean test split stays for the report.
         data["test_clean"] = data["test"]
         data["val_clean"] = data["val"]
+        data["train_clean"] = data["train"]
         for split in cfg["data"]:
             t = time.time()
             frames, snr = impair(data[split][0], split, impairments)
