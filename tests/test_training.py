@@ -329,6 +329,15 @@ def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):
     assert progress["invocations"][0]["command"].startswith("python training/train.py --preset smoke")
     assert progress["imported_from"]["codec_fingerprint"] == before.manifest["fingerprint"]
     assert sorted(p.name for p in (run_dir / "stages").iterdir()) == ["direct", "hqarf"]
+    # evaluated afterwards, with the provenance written as train.py writes it when it evaluates
+    env = {**os.environ, "HQARF_CACHE": os.environ.get("HQARF_TEST_CACHE", str(ROOT / ".cache" / "test-data"))}
+    proc = subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--run-dir", str(run_dir),
+                           "--per-class", "2", "--no-baselines", "--write-provenance"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = (run_dir / "model" / "PROVENANCE.md").read_text()
+    assert "--init-from" in text and "run started from the weights of" in text and "--write-provenance" in text
+    assert "| level |" in text and json.loads((run_dir / "model" / "codec.json").read_text())["metrics"]
     # a run directory that already holds checkpoints is refused
     proc = run_train("--preset", "smoke", "--run-dir", str(run_dir), "--init-from", str(smoke_run / "model"))
     assert proc.returncode != 0 and "already holds" in proc.stderr + proc.stdout

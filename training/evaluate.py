@@ -366,6 +366,9 @@ def main(argv=None) -> int:
     p.add_argument("--per-class", type=int, default=1000, help="test frames per class (default 1000)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/evaluation or ./evaluation)")
     p.add_argument("--no-baselines", action="store_true", help="skip the conventional codecs")
+    p.add_argument("--write-provenance", action="store_true",
+                   help="with --run-dir: write the report's metrics and PROVENANCE.md beside RUN_DIR/model, as "
+                        "train.py does when it evaluates (for a run trained with --no-evaluate)")
     args = p.parse_args(argv)
     test = generate("test", args.per_class, DataConfig())
     train = generate("train", max(1, min(1000, args.per_class)), DataConfig())
@@ -376,7 +379,16 @@ def main(argv=None) -> int:
             imp = Impairments(**spec)
             data = {"test_clean": test, "test": (impair(test[0], "test", imp)[0], test[1]),
                     "train": (impair(train[0], "train", imp)[0], train[1])}
-        evaluate_run(args.run_dir, data, out_dir=args.out)
+        started = time.time()
+        report = evaluate_run(args.run_dir, data, out_dir=args.out)
+        if args.write_provenance:
+            from training.checkpoints import Checkpoints
+            from training.provenance import finalize_provenance
+            model_dir = args.run_dir / "model"
+            ckpt = Checkpoints(args.run_dir)
+            ckpt.progress["durations_s"]["evaluate"] = round(time.time() - started, 1)
+            provenance = json.loads((model_dir / "codec.json").read_text())["provenance"]
+            finalize_provenance(args.run_dir, model_dir, provenance, ckpt, report, None)
     else:
         evaluate_models({"hqarf": args.model}, test, train, args.out or Path("evaluation"),
                         baselines=not args.no_baselines)

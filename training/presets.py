@@ -28,7 +28,7 @@ PRESETS = {
         unknown_detector=dict(stem_width=8, widths=(8, 16), blocks=(1, 1)), unknown_epochs=2, out_of_set_per_class=8,
         noise_outliers=8, outlier_snr_db_min=10.0, detector_reconstructions=4,
         impairments={}, classifier_rotate=0.01,
-        direct_epochs=1, direct_steps=4, direct_batch=16, semantic_epochs=2, semantic_fresh_impairments=True,
+        direct_epochs=1, direct_steps=4, direct_batch=16, direct_clean_share=0.2, semantic_epochs=2, semantic_fresh_impairments=True,
         direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, task_frames=8),
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
@@ -52,7 +52,7 @@ PRESETS = {
         # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
         # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
         # frames of each batch under a shared random phase and offset.
-        direct_epochs=(2, 4, 6, 6, 6), direct_steps=100, direct_batch=32,
+        direct_epochs=(2, 4, 6, 6, 6), direct_steps=100, direct_batch=32, direct_clean_share=0.2,
         # Codec v3 (training/README.md, session 8): at levels 2-4 the last index is a global token, a
         # small head's estimate of the class from level 2's continuous latent; G_i renders with it,
         # 600 steps, the spectrum and statistics terms at 0.2 (the held-out classifier at level 4:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,9 @@ def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: 
                 f"{provenance['imported_from']['codec_fingerprint']}; train.py --init-from), whose invocations "
                 "are the first ones above"] if provenance.get("imported_from") else []),
              f"- training time: {provenance['total_duration_s'] / 60:.1f} min of stages "
-             f"(wall {wall / 60:.1f} min including data and evaluation)", "",
+             + (f"(wall {wall / 60:.1f} min including data and evaluation)" if wall is not None else
+                "(evaluated afterwards by `training/evaluate.py --write-provenance`)"), "",
+             *([f"- evaluation: `{' '.join(['python', *sys.argv])}`"] if wall is None else []),
              "## Durations (s)", "", *[f"- {k}: {v}" for k, v in provenance["durations_s"].items()], "",
              "## Metrics (held-out test set)", "", report.get("summary_table", ""), ""]
     (model_dir / "PROVENANCE.md").write_text("\n".join(lines))

@@ -209,6 +209,17 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     starting point a candidate); returns that epoch's validation metrics."""
     x, _ = data["train"]
     xv, yv = data["val"]
+    share = float(cfg.get("direct_clean_share", 0.0))
+    if share and "train_clean" in data and "val_clean" in data:
+        # A share of the training frames as generated (no noise, carrier phase 0), and the clean
+        # validation frames beside the impaired ones: without them a clean 4ask (a real signal, which
+        # the receiver model always rotates) was rendered as 32qam_cross at levels 2-4 (training/README.md).
+        every = max(1, round(1 / share))
+        pick = np.arange(len(x)) % every == 0
+        x = x.copy()
+        x[pick] = data["train_clean"][0][pick]
+        xv = np.concatenate([xv, data["val_clean"][0]])
+        yv = np.concatenate([np.asarray(yv), np.asarray(data["val_clean"][1])])
     g = model.direct[str(level)]
     model.to(ctx.device)
     g.init_from_chain(model.levels)
