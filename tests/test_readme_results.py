@@ -40,3 +40,18 @@ def test_summary_follows_the_numbers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         rr.main([str(REPO / "docs" / "results" / "report.json"), "--readme", str(readme)])
+
+
+def test_stages_a_run_did_not_evaluate_have_no_column():
+    report = json.loads((REPO / "docs" / "results" / "report.json").read_text())
+    row = next(iter(report["stages"].values()))
+    with_all = copy.deepcopy(report)
+    with_all["stages"]["hae"] = copy.deepcopy(row)
+    with_all["stages"]["hqarf_nokl"] = copy.deepcopy(row)
+    assert "HAE (no quantiser)" in rr.render(with_all) and "The continuous HAE keeps" in rr.render(with_all)
+    without = copy.deepcopy(with_all)
+    del without["stages"]["hae"], without["stages"]["hqarf_nokl"]
+    text = rr.render(without)
+    assert "HAE (no quantiser)" not in text and "HQARF without KL" not in text and "continuous HAE" not in text
+    header, rule = text.splitlines()[:2]
+    assert header.count("|") == rule.count("|") == text.splitlines()[2].count("|")

@@ -47,7 +47,10 @@ def render(report: dict) -> str:
     head = ["level", "bits/frame", "bytes/frame (16-frame msgs)", "CR vs cf32", "published HQARF", "**shipped**"]
     head += ["shipped, held-out classifier"] if heldout else []
     head += ["chain decoder (v1 recipe)"] if chain else []
-    head += ["HQARF without KL", "HAE (no quantiser)", "best conventional codec at the same bits", "SNR (dB)"]
+    # a run --init-from a model has no HAE or no-KL stage weights: those columns only where evaluated
+    earlier = [(n, label) for n, label in (("hqarf_nokl", "HQARF without KL"), ("hae", "HAE (no quantiser)"))
+               if n in stages]
+    head += [label for _, label in earlier] + ["best conventional codec at the same bits", "SNR (dB)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for level in levels:
         r = hq[level]
@@ -55,8 +58,8 @@ def render(report: dict) -> str:
                  f"{r['compression_ratio_cf32']:.1f}", f"{paper[level]:.3f}", f"**{r['accuracy']:.3f}**"]
         cells += [f"{r['accuracy_heldout']:.3f}"] if heldout else []
         cells += [f"{chain[level]['accuracy']:.3f}"] if chain else []
-        cells += [f"{stages['hqarf_nokl'][level]['accuracy']:.3f}", f"{stages['hae'][level]['accuracy']:.3f}",
-                  f"{best[level][0]} {best[level][1]:.3f}", f"{r['snr_db']:.1f}"]
+        cells += [f"{stages[n][level]['accuracy']:.3f}" for n, _ in earlier]
+        cells += [f"{best[level][0]} {best[level][1]:.3f}", f"{r['snr_db']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     acc = {level: hq[level]["accuracy"] for level in levels}
     meets = [lv for lv in levels if acc[lv] >= paper[lv] - 5e-4]
@@ -81,8 +84,9 @@ def render(report: dict) -> str:
     text.append("Unused codes at levels " + " / ".join(str(lv) for lv in levels) + ": "
                 + " / ".join(str(hq[lv]["dead_codes"]) for lv in levels) + " of 64.")
     top = levels[-2:]
-    text.append("The continuous HAE keeps " + " / ".join(f"{stages['hae'][lv]['accuracy']:.3f}" for lv in top)
-                + " at levels " + " / ".join(str(lv) for lv in top) + ".")
+    if "hae" in stages:
+        text.append("The continuous HAE keeps " + " / ".join(f"{stages['hae'][lv]['accuracy']:.3f}" for lv in top)
+                    + " at levels " + " / ".join(str(lv) for lv in top) + ".")
     z = report["lossless_zstd_int16"]
     text.append(f"Lossless zstd on int16 IQ reaches only {z['compression_ratio_cf32']:.1f}x against cf32; "
                 f"{report['svd_99_energy_components']} of 2048 real SVD components keep 99 % of the energy.")
