@@ -124,7 +124,7 @@ def test_checkpoint_of_an_older_architecture_loads_only_with_the_new_parts_named
     assert torch.equal(new.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)
 
 
-def test_a_level_1_source_and_a_wider_head_carry_the_token_from_level_1():
+def test_a_level_1_source_and_a_wider_head_carry_the_token_from_level_1(tmp_path):
     torch.manual_seed(1)
     config = HQARFConfig(**{**TINY, **SEMANTIC, "semantic_levels": (1, 2, 3, 4), "semantic_source": 1,
                             "semantic_width": 24})
@@ -140,16 +140,13 @@ def test_a_level_1_source_and_a_wider_head_carry_the_token_from_level_1():
                 assert torch.equal(idx[:, -1], heads)
                 assert model.decode(idx, level).shape == (3, 2, 1024)
     # a checkpoint whose head had another width loads with the head left out when it is redone
-    from training.checkpoints import Checkpoints
-    import tempfile
-    from pathlib import Path
     from safetensors.torch import save_file
+    from training.checkpoints import Checkpoints
     old = semantic_model()
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Checkpoints(Path(tmp))
-        ckpt.dir.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(ckpt.dir / "direct.safetensors"))
-        head_before = model.semantic.out.weight.clone()
-        assert ckpt.load("direct", model, missing_ok=["semantic.", "direct.1."])
-        assert torch.equal(model.semantic.out.weight, head_before)  # the 32-wide head did not fit
-        assert torch.equal(model.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)
+    ckpt = Checkpoints(tmp_path)
+    ckpt.dir.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(ckpt.dir / "direct.safetensors"))
+    head_before = model.semantic.out.weight.clone()
+    assert ckpt.load("direct", model, missing_ok=["semantic.", "direct.1."])
+    assert torch.equal(model.semantic.out.weight, head_before)  # the 32-wide head did not fit
+    assert torch.equal(model.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)

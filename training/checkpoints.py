@@ -79,7 +79,8 @@ class Checkpoints:
         manifest = model_dir / "codec.json"
         if not manifest.exists():
             raise SystemExit(f"--init-from: {manifest} does not exist")
-        provenance = json.loads(manifest.read_text()).get("provenance", {})
+        codec_manifest = json.loads(manifest.read_text())
+        provenance = codec_manifest.get("provenance", {})
         codec = load_file(str(model_dir / "codec.safetensors"))
         self.dir.mkdir(parents=True, exist_ok=True)
         states = {"hqarf": {k: v for k, v in codec.items() if not k.startswith(("direct.", "semantic."))},
@@ -100,8 +101,8 @@ class Checkpoints:
         self.progress["durations_s"].pop("evaluate", None)
         self.progress["metrics"] = dict(provenance.get("stage_metrics", {}))
         self.progress["invocations"] = list(provenance.get("invocations", []))
-        self.progress["imported_from"] = {"model": str(model_dir), "codec_fingerprint":
-                                          json.loads(manifest.read_text()).get("fingerprint")}
+        self.progress["imported_from"] = {"model": str(model_dir),
+                                          "codec_fingerprint": codec_manifest.get("fingerprint")}
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
         return sorted(states)
 

@@ -10,7 +10,9 @@ import csv
 import json
 import math
 import os
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,6 +114,11 @@ def comma_list(text: str, kind=str) -> list:
 
 
 # -- provenance -------------------------------------------------------------------------------
+def invocation_command() -> str:
+    """This process's command line as provenance records it: `python training/SCRIPT.py ARGS`."""
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+
+
 def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,

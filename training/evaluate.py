@@ -22,7 +22,7 @@ from gnuradio.hqarf.codec import load_codec
 from gnuradio.hqarf.frames import from_iq, to_iq
 from gnuradio.hqarf.weights import manifest_path
 from training.baselines import all_codecs, lossless_reference, svd_components_for_energy
-from training.common import REPO
+from training.common import REPO, invocation_command
 from training.data import DataConfig, Impairments, generate, impair
 
 STAGE_LABELS = {"hae": "HAE (no quantiser)", "hqarf_nokl": "HQARF without KL", "hqarf": "HQARF (chain decoder)",
@@ -388,7 +388,8 @@ def main(argv=None) -> int:
             ckpt = Checkpoints(args.run_dir)
             ckpt.progress["durations_s"]["evaluate"] = round(time.time() - started, 1)
             provenance = json.loads((model_dir / "codec.json").read_text())["provenance"]
-            finalize_provenance(args.run_dir, model_dir, provenance, ckpt, report, None)
+            finalize_provenance(args.run_dir, model_dir, provenance, ckpt, report, None,
+                                evaluated_by=invocation_command())
     else:
         evaluate_models({"hqarf": args.model}, test, train, args.out or Path("evaluation"),
                         baselines=not args.no_baselines)

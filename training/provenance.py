@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: Checkpoints, report: dict,
-                        wall: float):
+                        wall: float | None, evaluated_by: str | None = None):
     """Add the evaluation's headline metrics to the manifests (the weights, and so the fingerprint,
     stay as they are) and write PROVENANCE.md beside the model."""
     headline = report.get("headline", {})
@@ -37,7 +36,7 @@ def finalize_provenance(run_dir: Path, model_dir: Path, provenance: dict, ckpt: 
              f"- training time: {provenance['total_duration_s'] / 60:.1f} min of stages "
              + (f"(wall {wall / 60:.1f} min including data and evaluation)" if wall is not None else
                 "(evaluated afterwards by `training/evaluate.py --write-provenance`)"), "",
-             *([f"- evaluation: `{' '.join(['python', *sys.argv])}`"] if wall is None else []),
+             *([f"- evaluation: `{evaluated_by}`"] if evaluated_by else []),
              "## Durations (s)", "", *[f"- {k}: {v}" for k, v in provenance["durations_s"].items()], "",
              "## Metrics (held-out test set)", "", report.get("summary_table", ""), ""]
     (model_dir / "PROVENANCE.md").write_text("\n".join(lines))

@@ -302,7 +302,8 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
     z, zv = latents(x), latents(xv)
     # Fresh receiver impairments of the clean training frames every epoch after the first (the head
     # memorised one draw of them: training loss 0.0003 at validation 0.978, training/README.md).
-    fresh = cfg.get("semantic_fresh_impairments") and cfg.get("impairments") is not None and "train_clean" in data
+    fresh = (Impairments(**cfg["impairments"]) if cfg.get("semantic_fresh_impairments")
+             and cfg.get("impairments") is not None and "train_clean" in data else None)
     labels = torch.as_tensor(np.asarray(y), dtype=torch.long, device=ctx.device)
     trainable = list(head.parameters())
     for p in trainable:
@@ -314,9 +315,8 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
     gen = torch.Generator().manual_seed(seed)
     best, step = (-1.0, 0, copy.deepcopy(head.state_dict())), 0
     for epoch in range(epochs):
-        if fresh and epoch > 0:
-            z = latents(impair(data["train_clean"][0], "train", Impairments(**cfg["impairments"]),
-                               first_index=10 ** 6 * (epoch + 1))[0])
+        if fresh is not None and epoch > 0:
+            z = latents(impair(data["train_clean"][0], "train", fresh, first_index=10 ** 6 * (epoch + 1))[0])
         head.train()
         perm = torch.randperm(len(z), generator=gen).to(ctx.device)
         total_loss = 0.0

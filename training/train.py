@@ -12,8 +12,6 @@ import copy
 import dataclasses
 import importlib.util
 import json
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.checkpoints import STAGES, Checkpoints, parse_redo, progress_key  # noqa: E402
-from training.common import REPO, Dist, RunLog, git_commit  # noqa: E402
+from training.common import REPO, Dist, RunLog, git_commit, invocation_command  # noqa: E402
 from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
 from training.data import (OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair,  # noqa: E402
                            noise_frames)
@@ -354,7 +352,7 @@ def start_run(args):
         log.note(f"--redo-from {args.redo_from}: dropped {len(dropped)} checkpointed levels "
                  f"({', '.join(progress_key(s, lv) for s, lv in dropped) or 'none'})")
     commit = git_commit()  # at the start: the tree may change while a long run trains
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+    command = invocation_command()
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
     ckpt.progress.setdefault("invocations", []).append({"command": command, "commit": commit,
                                                          "started": time.strftime("%Y-%m-%d %H:%M:%S")})
