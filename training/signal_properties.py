@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cumulants", "envelope_spread", "occupied_bandwidth", "log_spectral_distance", "snr_db",
+__all__ = ["cumulants", "non_circularity", "envelope_spread", "occupied_bandwidth", "log_spectral_distance", "snr_db",
            "property_table", "PROPERTIES"]
 
 
@@ -28,6 +28,12 @@ def cumulants(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c40 = np.mean(z ** 4, -1) - 3 * m20 ** 2
     c42 = np.mean(np.abs(z) ** 4, -1) - np.abs(m20) ** 2 - 2 * m21 ** 2
     return np.abs(c40), c42.real
+
+
+def non_circularity(x: np.ndarray) -> np.ndarray:
+    """|E[z^2]| / E[|z|^2] at zero mean: 1 for a real-valued signal (ASK, PAM, BPSK) at any carrier
+    phase, near 0 for a circular one (QPSK and higher PSK, QAM, FSK, OFDM)."""
+    return np.abs(np.mean(_unit_power(x) ** 2, -1))
 
 
 def envelope_spread(x: np.ndarray) -> np.ndarray:
@@ -71,12 +77,12 @@ def snr_db(x: np.ndarray, xhat: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.sum(np.abs(np.asarray(x)) ** 2, -1) / np.maximum(err, 1e-30))
 
 
-PROPERTIES = ("abs_c40", "c42", "envelope_spread", "occupied_bw")
+PROPERTIES = ("abs_c40", "c42", "non_circularity", "envelope_spread", "occupied_bw")
 
 
 def frame_properties(x: np.ndarray) -> dict[str, np.ndarray]:
     c40, c42 = cumulants(x)
-    return {"abs_c40": c40, "c42": c42, "envelope_spread": envelope_spread(x), "occupied_bw": occupied_bandwidth(x)}
+    return {"abs_c40": c40, "c42": c42, "non_circularity": non_circularity(x), "envelope_spread": envelope_spread(x), "occupied_bw": occupied_bandwidth(x)}
 
 
 def property_table(x: np.ndarray, y: np.ndarray, recon: dict, classes) -> dict:
