@@ -5,9 +5,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from training import data as D
 from training import signal_properties as SP
+from training import stages
 
 
 def tone(n=1024, f=0.0):
@@ -97,15 +99,13 @@ def test_cumulants_of_known_constellations():
 
 
 def test_non_circularity_tells_a_real_signal_at_any_phase_from_a_circular_one():
-    import torch
-    from training.stages import circularity
     rng = np.random.default_rng(3)
     ask = (rng.integers(0, 4, (1, 1024)) * 2 - 3).astype(np.complex64)
     frames = np.concatenate([ask, ask * np.exp(1j * 1.1), qpsk()[None], tone(1024, 0.1)[None]]).astype(np.complex64)
     want = [1.0, 1.0, 0.0, 0.0]
     np.testing.assert_allclose(SP.non_circularity(frames), want, atol=0.07)
     iq = torch.as_tensor(np.stack([frames.real, frames.imag], 1))
-    np.testing.assert_allclose(circularity(iq).numpy(), want, atol=0.07)
+    np.testing.assert_allclose(stages.circularity(iq).numpy(), want, atol=0.07)
 
 
 def test_envelope_spread_and_occupied_bandwidth():

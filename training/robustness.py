@@ -287,7 +287,7 @@ def markdown(report: dict) -> str:
                        + " | ".join(f"{row['per_class'][k]:.2f}" for k in gr_in["kinds"]) + " |")
     props = report["signal_properties"]
     out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
-    for name in ("abs_c40", "c42", "non_circularity", "envelope_spread", "occupied_bw", "log_spectral_distance_db", "snr_db"):
+    for name in (*signal_properties.PROPERTIES, "log_spectral_distance_db", "snr_db"):
         out += [f"| {name} | " + " | ".join(props["classes"]) + " |", "|---|" + "---|" * len(props["classes"])]
         if name in props["original"]:
             out.append("| original | " + " | ".join(f"{v:.2f}" for v in props["original"][name]) + " |")

@@ -124,16 +124,21 @@ def stft_log_magnitude_loss(xhat: torch.Tensor, x: torch.Tensor, sizes=(16, 64, 
     return total / len(sizes)
 
 
+def _unit_rms(iq: torch.Tensor) -> torch.Tensor:
+    """(B, 2, L) I/Q as complex frames, mean removed and scaled to unit RMS."""
+    z = torch.complex(iq[:, 0], iq[:, 1])
+    z = z - z.mean(-1, keepdim=True)
+    # a floor on the power: a near-silent reconstruction must not blow the normalised moments up
+    p = z.abs().pow(2).mean(-1, keepdim=True).clamp_min(1e-3)
+    return z / p.sqrt()
+
+
 def signal_statistics(iq: torch.Tensor) -> torch.Tensor:
     """Per-frame statistics a modulation is recognised by, at unit RMS (B, 2, L) -> (B, 5):
     |C40|, C42, C63-like 6th-order moment, envelope spread (std of |x|) and the spread of the
     phase difference between neighbouring samples. Differentiable; see training/signal_properties.py
     for the report's versions."""
-    z = torch.complex(iq[:, 0], iq[:, 1])
-    z = z - z.mean(-1, keepdim=True)
-    # a floor on the power: a near-silent reconstruction must not blow the normalised moments up
-    p = z.abs().pow(2).mean(-1, keepdim=True).clamp_min(1e-3)
-    z = z / p.sqrt()
+    z = _unit_rms(iq)
     a = z.abs()
     m20 = (z * z).mean(-1)
     m40 = z.pow(4).mean(-1)
@@ -148,9 +153,8 @@ def signal_statistics(iq: torch.Tensor) -> torch.Tensor:
 def circularity(iq: torch.Tensor) -> torch.Tensor:
     """|E[z^2]| / E[|z|^2] per frame of (B, 2, L) I/Q, the mean removed: 1 for a real-valued signal
     at any carrier phase, 0 for a proper (circular) complex one. Differentiable."""
-    z = torch.complex(iq[:, 0], iq[:, 1])
-    z = z - z.mean(-1, keepdim=True)
-    return (z * z).mean(-1).abs() / z.abs().pow(2).mean(-1).clamp_min(1e-3)
+    z = _unit_rms(iq)
+    return (z * z).mean(-1).abs()
 
 
 def random_rotation(iq_pair: list[torch.Tensor], gen: torch.Generator, max_offset: float = 0.01) -> list[torch.Tensor]:
