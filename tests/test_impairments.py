@@ -108,6 +108,25 @@ def test_non_circularity_tells_a_real_signal_at_any_phase_from_a_circular_one():
     np.testing.assert_allclose(stages.circularity(iq).numpy(), want, atol=0.07)
 
 
+def test_peak_non_circularity_ignores_phase_and_frequency_offset_and_axis_loss_sees_a_small_leak():
+    rng = np.random.default_rng(4)
+    n = np.arange(1024)
+    ask = (rng.integers(0, 4, 1024) * 2 - 3).astype(np.complex64)
+    # a real signal under any carrier phase and an offset within +-1.25 % fs, then qpsk and a tone
+    frames = [ask * np.exp(1j * (phase + 2 * np.pi * offset * n)) for phase, offset in
+              ((0.0, 0.0), (1.1, 0.003), (-2.0, -0.0101), (0.4, 0.0125))] + [qpsk(), tone(1024, 0.1)]
+    iq = torch.as_tensor(np.stack([np.real(frames), np.imag(frames)], 1), dtype=torch.float32)
+    p = stages.peak_non_circularity(iq).numpy()
+    assert (p[:4] > 0.97).all() and (p[4:] < 0.15).all(), p
+    np.testing.assert_allclose(SP.off_axis_share(np.asarray(frames)), (1 - p) / 2, atol=1e-5)  # the report's twin
+    assert stages.circularity(iq)[2] < 0.2  # the plain one is blind to a real signal with an offset
+    assert stages.axis_loss(iq, iq).item() == pytest.approx(0.0, abs=1e-6)
+    # 2 % of the power off the axis (17 dB below it): 1 - p = 0.04, a loss of about log((0.04 + 0.02) / 0.02)
+    leak = iq[:1].clone()
+    leak[:, 1] = torch.as_tensor(rng.standard_normal(1024), dtype=torch.float32) * float(np.sqrt(5 * 0.02))
+    assert 0.4 < stages.axis_loss(leak, iq[:1]).item() < 1.4
+
+
 def test_envelope_spread_and_occupied_bandwidth():
     assert SP.envelope_spread(tone(1024, 0.1)[None])[0] < 1e-6  # constant envelope
     assert SP.envelope_spread(np.array([[1, 0.5, 1, 0.5]], np.complex64))[0] > 0.2

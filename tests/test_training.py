@@ -73,6 +73,12 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert "20 reconstructions of training frames (4 per level)" in log
     assert log.index("direct L4 epoch") < log.index("reconstructions of training frames")
     assert clf.detector is not None and clf.unknown_score(x).shape == y.shape
+    # the direct decoders' critic (smoke: one, seed offset 1234) trains before them, is in their loss,
+    # and stays out of the model
+    progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())
+    assert ["critic0", None] in progress["done"] and log.index("critic0:") < log.index("direct L1 start")
+    assert all("train_critic" in r for r in rows if r["stage"] == "direct")
+    assert not any("critic" in f.name for f in (smoke_run / "model").iterdir())
 
 
 def test_evaluation_writes_json_and_plots(smoke_run):
@@ -146,7 +152,7 @@ def test_preset_values_per_level():
 def test_unknown_detector_starts_as_the_project_classifier():
     import torch
     from gnuradio.hqarf.classifier import ClassifierConfig, ModRecNet
-    from training.train import detector_from_project
+    from training.classifiers import detector_from_project
     torch.manual_seed(0)
     project = ModRecNet(ClassifierConfig(num_classes=6, stem_width=8, widths=(8, 16), blocks=(1, 1))).eval()
     detector = detector_from_project(project).eval()
@@ -368,3 +374,50 @@ def test_code_class_term_trains_a_head_on_the_codes_not_saved_with_the_model():
     no_term = LevelObjective(model, 2, True, {**coefs, "code_class": 0.0, "task": 0.0}, classifier)
     assert no_term.code_head is None and "code_class" not in no_term(torch.randn(2, 2, 1024), tau=0.5)[1]
 
+
+
+def test_critic_term_is_the_critics_mean_kl_and_a_judge_cannot_be_a_critic(tmp_path):
+    """DirectObjective's critic term: its weight times the critics' mean KL, with a gradient into the
+    direct decoder only; off at weight 0; critic_stages refuses the held-out classifier's seed."""
+    import argparse
+    import copy
+
+    import torch
+
+    from gnuradio.hqarf.classifier import ClassifierConfig, build_network
+    from gnuradio.hqarf.model import HQARF, HQARFConfig
+    from training.classifiers import HELDOUT_SEED, critic_stages
+    from training.presets import PRESETS
+    from training.stages import DirectObjective
+
+    cfg = copy.deepcopy(PRESETS["smoke"])
+    torch.manual_seed(0)
+    model = HQARF(HQARFConfig(**cfg["codec"])).eval()
+    level = 3
+    model.direct[str(level)].init_from_chain(model.levels)
+    critics = [build_network(ClassifierConfig(num_classes=6, **cfg["heldout_classifier"])).eval() for _ in range(2)]
+    for net in critics:
+        net.requires_grad_(False)
+    x = torch.randn(6, 2, model.config.frame_len) * 0.3
+    coefs = {"cos": 0.7, "task_frames": 4}
+    base, base_parts = DirectObjective(model, level, coefs, None, critics)(x, torch.Generator().manual_seed(1))
+    assert "critic" not in base_parts  # weight 0: the critics are not run
+    objective = DirectObjective(model, level, {**coefs, "critic": 0.5}, None, critics)
+    loss, parts = objective(x, torch.Generator().manual_seed(1))
+    assert parts["critic"] > 0 and loss.item() == pytest.approx(base.item() + 0.5 * parts["critic"], rel=1e-5)
+    # the same views through each critic by hand give the term's value
+    with torch.no_grad():
+        idx = model.encode(x, level)
+        xhat = model.decode_codewords(model.levels[level].quantizer.lookup(idx), level, idx[:, -1])
+    from training.stages import kl_divergence, random_rotation
+    view_hat, view = random_rotation([xhat[:4], x[:4]], torch.Generator().manual_seed(1))
+    want = sum(kl_divergence(net(view_hat), net(view)) for net in critics).item() / 2
+    assert parts["critic"] == pytest.approx(want, rel=1e-4)
+    model.zero_grad()
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.direct[str(level)].parameters())
+    assert all(p.grad is None for net in critics for p in net.parameters())
+
+    args = argparse.Namespace(seed=0, resume=False, coreset=None, stage="all")
+    with pytest.raises(SystemExit, match="held-out"):
+        critic_stages({**cfg, "critics": {"seeds": (HELDOUT_SEED,)}}, {}, args, None, None, None, 6)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cumulants", "non_circularity", "envelope_spread", "occupied_bandwidth", "log_spectral_distance", "snr_db",
+__all__ = ["cumulants", "non_circularity", "off_axis_share", "envelope_spread", "occupied_bandwidth", "log_spectral_distance", "snr_db",
            "property_table", "PROPERTIES"]
 
 
@@ -34,6 +34,19 @@ def non_circularity(x: np.ndarray) -> np.ndarray:
     """|E[z^2]| / E[|z|^2] at zero mean: 1 for a real-valued signal (ASK, PAM, BPSK) at any carrier
     phase, near 0 for a circular one (QPSK and higher PSK, QAM, FSK, OFDM)."""
     return np.abs(np.mean(_unit_power(x) ** 2, -1))
+
+
+def off_axis_share(x: np.ndarray, max_offset: float = 0.0125, pad: int = 4) -> np.ndarray:
+    """The share of a frame's power off its principal axis, (1 - p) / 2 with p the peak over carrier
+    offsets within +-max_offset of |E[z^2 exp(-j 2 pi f n)]| / E[|z|^2]: 0 for a real-valued signal
+    under any carrier phase and offset, 0.5 for a circular one. training.stages.peak_non_circularity
+    is the loss's differentiable twin."""
+    z = _unit_power(x)
+    n = z.shape[-1]
+    spectrum = np.abs(np.fft.fft(z * z, n=pad * n, axis=-1)) / n
+    k = int(np.ceil(2 * max_offset * pad * n))
+    peak = np.concatenate([spectrum[..., :k + 1], spectrum[..., -k:]], -1).max(-1)
+    return (1 - np.minimum(peak, 1.0)) / 2
 
 
 def envelope_spread(x: np.ndarray) -> np.ndarray:
@@ -77,12 +90,13 @@ def snr_db(x: np.ndarray, xhat: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.sum(np.abs(np.asarray(x)) ** 2, -1) / np.maximum(err, 1e-30))
 
 
-PROPERTIES = ("abs_c40", "c42", "non_circularity", "envelope_spread", "occupied_bw")
+PROPERTIES = ("abs_c40", "c42", "non_circularity", "off_axis_share", "envelope_spread", "occupied_bw")
 
 
 def frame_properties(x: np.ndarray) -> dict[str, np.ndarray]:
     c40, c42 = cumulants(x)
-    return {"abs_c40": c40, "c42": c42, "non_circularity": non_circularity(x), "envelope_spread": envelope_spread(x), "occupied_bw": occupied_bandwidth(x)}
+    return {"abs_c40": c40, "c42": c42, "non_circularity": non_circularity(x),
+            "off_axis_share": off_axis_share(x), "envelope_spread": envelope_spread(x), "occupied_bw": occupied_bandwidth(x)}
 
 
 def property_table(x: np.ndarray, y: np.ndarray, recon: dict, classes) -> dict:

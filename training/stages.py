@@ -157,6 +157,31 @@ def circularity(iq: torch.Tensor) -> torch.Tensor:
     return (z * z).mean(-1).abs()
 
 
+def peak_non_circularity(iq: torch.Tensor, max_offset: float = 0.0125, pad: int = 4) -> torch.Tensor:
+    """max over f of |E[z^2 exp(-j 2 pi f n)]| / E[|z|^2] per frame of (B, 2, L) I/Q, f within the
+    +-2 max_offset (cycles per sample) where a carrier offset of at most max_offset puts the tone of z^2:
+    the non-circularity of :func:`circularity` made blind to the carrier's frequency offset as well as
+    its phase. 1 for a real-valued signal (4ask, 8pam) under any receiver rotation, near 0 for psk,
+    qam and ofdm. The DFT is zero-padded `pad` times (the peak is within 3 % of the true one).
+    Differentiable."""
+    z = _unit_rms(iq)
+    n = z.shape[-1]
+    spectrum = torch.fft.fft(z * z, n=pad * n).abs() / n
+    k = int(math.ceil(2 * max_offset * pad * n))
+    return torch.cat([spectrum[:, :k + 1], spectrum[:, -k:]], -1).amax(-1)
+
+
+def axis_loss(xhat: torch.Tensor, x: torch.Tensor, floor: float = 0.02) -> torch.Tensor:
+    """|log(1 - p(xhat) + floor) - log(1 - p(x) + floor)|, p the peak non-circularity, averaged over
+    frames: 1 - p is twice the share of a frame's power off its principal axis, and the log makes a
+    real signal's reconstruction pay for a small leak off its axis (held-out classifier: a clean 4ask
+    with 8 % of its power off the axis is 32qam_cross; training/README.md, session 13); `floor` (a leak
+    20 dB down) counts little more than none."""
+    a = torch.log1p(floor - peak_non_circularity(xhat))
+    b = torch.log1p(floor - peak_non_circularity(x))
+    return (a - b).abs().mean()
+
+
 def random_rotation(iq_pair: list[torch.Tensor], gen: torch.Generator, max_offset: float = 0.01) -> list[torch.Tensor]:
     """The same random carrier phase and frequency offset applied to every tensor of the list, frame by
     frame: the classifier terms then compare original and reconstruction under a random view."""
@@ -168,17 +193,26 @@ def random_rotation(iq_pair: list[torch.Tensor], gen: torch.Generator, max_offse
     return [torch.stack([t[:, 0] * c - t[:, 1] * s, t[:, 0] * s + t[:, 1] * c], 1) for t in iq_pair]
 
 
+def kl_divergence(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """KL(target || output) of two batches of logits, averaged over the batch."""
+    return F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(target_logits, -1), log_target=True,
+                    reduction="batchmean")
+
+
 class DirectObjective(nn.Module):
     """Loss of a direct decoder G_i (codec v2): the level's codes are fixed (frozen encoders and
     codebook); G_i maps their codewords to I/Q and is judged on the frame itself:
         IQ MSE + cos  (the samples)       + stft * multi-resolution log-spectrum (the band)
         + stats * per-frame statistics    + feature * the classifier's features (multi-layer) and
         + kl * its output distribution, both under a shared random phase / frequency-offset view
-        (+ circ * the non-circularity |E[x^2]| / E[|x|^2]; 0 in the default preset, training/README.md)."""
+        (+ circ * the non-circularity |E[x^2]| / E[|x|^2]; 0 in the default preset, training/README.md)
+        + critic * the mean KL of the training-only critics' outputs (training/classifiers.py), same view
+        + axis * :func:`axis_loss` (the power off a frame's principal axis)."""
 
-    def __init__(self, model: HQARF, level: int, coefs: dict, classifier: nn.Module | None):
+    def __init__(self, model: HQARF, level: int, coefs: dict, classifier: nn.Module | None, critics=()):
         super().__init__()
         self.model, self.level, self.coefs, self.classifier = model, level, coefs, classifier
+        self.critics = list(critics) if coefs.get("critic", 0) > 0 else []
 
     def forward(self, x: torch.Tensor, gen: torch.Generator):
         c = self.coefs
@@ -205,24 +239,33 @@ class DirectObjective(nn.Module):
             # at levels 2-4 (4ask 1.00 -> 0.59, 32qam_cross 0.05 -> 0.48 at level 4; training/README.md).
             circ = F.smooth_l1_loss(circularity(xhat), circularity(x), reduction="sum") / len(x)
             loss, parts["circ"] = loss + c["circ"] * circ, circ.item()
-        if self.classifier is not None and (c.get("feature", 0) > 0 or c.get("kl", 0) > 0):
+        if c.get("axis", 0) > 0:
+            axis = axis_loss(xhat, x)
+            loss, parts["axis"] = loss + c["axis"] * axis, axis.item()
+        task = self.classifier is not None and (c.get("feature", 0) > 0 or c.get("kl", 0) > 0)
+        if task or self.critics:
             # on the first `task_frames` frames only: the classifier's passes cost as much as G_i's
             n = min(len(x), int(c.get("task_frames") or len(x)))
             view_hat, view = random_rotation([xhat[:n], x[:n]], gen)
+        if self.critics:
+            # Critics of another architecture than the project classifier's, trained on originals only:
+            # the reconstruction must look like its class to judges the codec is not tuned against alone.
+            crit = sum(kl_divergence(net(view_hat), net(view).detach()) for net in self.critics) / len(self.critics)
+            loss, parts["critic"] = loss + c["critic"] * crit, crit.item()
+        if task:
             with torch.no_grad():
                 target = self.classifier.feature_maps(view)
             maps = self.classifier.feature_maps(view_hat)
             feat = sum((a - b).pow(2).mean() / b.pow(2).mean().clamp_min(1e-6)
                        for a, b in zip(maps[:-1], target[:-1])) / (len(maps) - 1)
-            kl = F.kl_div(torch.log_softmax(maps[-1], -1), torch.log_softmax(target[-1], -1), log_target=True,
-                          reduction="batchmean")
+            kl = kl_divergence(maps[-1], target[-1])
             loss = loss + c.get("feature", 0) * feat + c.get("kl", 0) * kl
             parts["feature"], parts["kl"] = feat.item(), kl.item()
         return loss, parts
 
 
 def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int,
-                 classifier: nn.Module | None) -> dict:
+                 classifier: nn.Module | None, critics=()) -> dict:
     """Train level `level`'s direct decoder G_i, initialised from the trained chain D_i ... D_0 (every
     other weight frozen). Keeps the best epoch by validation accuracy of the project classifier (the
     starting point a candidate); returns that epoch's validation metrics."""
@@ -249,7 +292,7 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
         p.requires_grad_(True)
     model.eval()
     coefs = {k: per_level(v, level) for k, v in cfg["direct_coefs"].items()}  # a weight, or one per level
-    objective = DirectObjective(model, level, coefs, classifier)
+    objective = DirectObjective(model, level, coefs, classifier, critics)
     epochs = cfg.get("epochs_override") or per_level(cfg["direct_epochs"], level)
     batch = cfg.get("direct_batch", cfg["batch"])
     per_epoch = max(1, (len(x) // ctx.world) // batch)
@@ -318,7 +361,26 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
         return torch.cat([model.encode_continuous(to_iq(frames[i:i + 512], ctx.device), source)
                           for i in range(0, len(frames), 512)])
 
-    z, zv = latents(x), latents(xv)
+    # A share of frames with a static carrier (clean, a random phase, no frequency offset: a locked
+    # receiver), in training and validation: the receiver model's offset turns every other frame's
+    # phase within it, and the head had called a clean 4ask within 10 degrees of the I or Q axis
+    # 32qam_cross or ofdm, which the direct decoders then rendered (training/README.md, session 13).
+    share = float(cfg.get("semantic_static_share", 0.0)) if "train_clean" in data else 0.0
+    pick = np.arange(len(x)) % max(1, round(1 / share)) == 0 if share else None
+
+    def with_static(frames, epoch):
+        if pick is None:
+            return frames
+        frames = frames.copy()
+        phase = np.random.default_rng(seed + epoch).uniform(0, 2 * np.pi, (int(pick.sum()), 1))
+        frames[pick] = (data["train_clean"][0][pick] * np.exp(1j * phase)).astype(frames.dtype)
+        return frames
+
+    if pick is not None and "val_clean" in data:
+        xc, yc = data["val_clean"]
+        turned = (xc * np.exp(1j * np.random.default_rng(seed - 1).uniform(0, 2 * np.pi, (len(xc), 1)))).astype(xc.dtype)
+        xv, yv = np.concatenate([xv, xc, turned]), np.concatenate([np.asarray(yv), np.asarray(yc), np.asarray(yc)])
+    z, zv = latents(with_static(x, 0)), latents(xv)
     # Fresh receiver impairments of the clean training frames every epoch after the first (the head
     # memorised one draw of them: training loss 0.0003 at validation 0.978, training/README.md).
     fresh = (Impairments(**cfg["impairments"]) if cfg.get("semantic_fresh_impairments")
@@ -335,7 +397,10 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
     best, step = (-1.0, 0, copy.deepcopy(head.state_dict())), 0
     for epoch in range(epochs):
         if fresh is not None and epoch > 0:
-            z = latents(impair(data["train_clean"][0], "train", fresh, first_index=10 ** 6 * (epoch + 1))[0])
+            z = latents(with_static(impair(data["train_clean"][0], "train", fresh, first_index=10 ** 6 * (epoch + 1))[0],
+                                    epoch))
+        elif pick is not None and epoch > 0:
+            z = latents(with_static(x, epoch))
         head.train()
         perm = torch.randperm(len(z), generator=gen).to(ctx.device)
         total_loss = 0.0

@@ -21,23 +21,22 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("traini
     sys.exit(f"train.py: this Python ({sys.executable}) lacks torch or the checkout on its path; run it in the "
              "project's environment: ./dev.sh train [ARGS] (or ./dev.sh env python training/train.py [ARGS])")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network  # noqa: E402
 from gnuradio.hqarf.codec import Codec  # noqa: E402
-from gnuradio.hqarf.costs import count_parameters, level_costs  # noqa: E402
+from gnuradio.hqarf.costs import level_costs  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.checkpoints import STAGES, Checkpoints, parse_redo, progress_key  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit, invocation_command  # noqa: E402
-from training.coreset.experiment import CoresetError, read_coreset  # noqa: E402
-from training.data import (OUT_OF_SET_TRAIN, SPLIT_SEEDS, DataConfig, Impairments, generate, impair,  # noqa: E402
-                           noise_frames)
+from training.classifiers import (HELDOUT_SEED, classifier_stage, critic_stages, fit_unknown_flag,  # noqa: E402
+                                  preset_impairments, unknown_detector_stage)
+from training.data import SPLIT_SEEDS, DataConfig, generate, impair  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
 from training.provenance import finalize_provenance  # noqa: E402
 from training.levels import train_level  # noqa: E402
-from training.stages import accuracy, train_classifier, train_direct, train_semantic  # noqa: E402
+from training.stages import train_direct, train_semantic  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -110,171 +109,11 @@ def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
     return data, data_config
 
 
-def preset_impairments(cfg: dict) -> Impairments | None:
-    """The preset's receiver impairments (None: clean frames, as the papers trained)."""
-    spec = cfg.get("impairments")
-    return None if spec is None else Impairments(**spec)
-
-
-def load_coreset(path: Path, train_per_class: int, n_train: int):
-    """Indices of a coreset file, checked against the training split they will index."""
-    try:
-        coreset = read_coreset(path)
-    except CoresetError as exc:
-        raise SystemExit(str(exc)) from None
-    idx, spec = coreset["indices"], coreset["data"]
-    info = {"file": str(path), "method": coreset["method"], "fraction": coreset["fraction"], "seed": coreset["seed"],
-            "size": int(len(idx))}
-    if spec is None:
-        raise SystemExit(f"{path}: the file does not say which data it indexes (select it again with this version)")
-    if spec.get("variant") != "clean" or int(spec.get("train_per_class", -1)) != train_per_class:
-        raise SystemExit(f"{path}: selected on {spec.get('variant')} data with {spec.get('train_per_class')} frames "
-                         f"per class; this preset trains on clean data with {train_per_class} per class")
-    if len(idx) == 0 or idx.min() < 0 or idx.max() >= n_train or len(np.unique(idx)) != len(idx):
-        raise SystemExit(f"{path}: indices out of range or repeated for a training split of {n_train} frames")
-    return idx, info
-
-
-def detector_from_project(project: ModRecNet) -> ModRecNet:
-    """A detector network (the project classifier's classes plus "none of them") that starts as the
-    project classifier: same architecture and weights, the known classes' head rows copied, the new
-    row freshly initialised."""
-    n = project.config.num_classes
-    net = ModRecNet(dataclasses.replace(project.config, num_classes=n + 1))
-    with torch.no_grad():
-        net.load_state_dict({k: v for k, v in project.state_dict().items() if not k.startswith("head.")},
-                            strict=False)
-        net.head.weight[:n] = project.head.weight
-        net.head.bias[:n] = project.head.bias
-    return net
-
-
-def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int) -> tuple:
-    """`per_level` frames of `frames` (drawn per level, reproducibly from `seed`) through the codec at
-    every level, as the shipped Codec encodes and decodes them: (complex frames, the indices of the
-    frames they reconstruct)."""
-    shipped = Codec(codec, device=str(next(codec.parameters()).device))
-    out, picked = [], []
-    for level in range(codec.config.levels):
-        idx = np.sort(np.random.default_rng(seed + level).choice(len(frames), min(per_level, len(frames)),
-                                                                 replace=False))
-        out.append(shipped.decode(shipped.encode(frames[idx], level), level))
-        picked.append(idx)
-    return np.concatenate(out), np.concatenate(picked)
-
-
-def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                           n_classes: int, project: ModRecNet | None = None, codec: HQARF | None = None) -> ModRecNet:
-    """The unknown detector: a CNN over the known classes plus "none of them", trained on the training
-    split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN) and
-    on noise alone, all through the same receiver model. With ``detector_reconstructions: N`` (and the
-    trained `codec`), N training frames per level reconstructed by the codec join the known classes
-    under their own labels, so a codec's artefacts are not taken for an unknown signal. With
-    ``unknown_init: "project"`` it has the project classifier's architecture and starts from its
-    weights (the known classes' head rows included), so it starts from features that already tell
-    near classes apart."""
-    from_project = cfg.get("unknown_init") == "project"
-    if from_project and project is None:
-        raise ValueError("unknown_init 'project' needs the project classifier")
-    net = (detector_from_project(project) if from_project
-           else ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"])))
-    if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
-        t = time.time()
-        per_class = cfg["out_of_set_per_class"]
-        xo, _ = generate("train", per_class, DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
-                         progress=ctx.main)
-        xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
-                         progress=ctx.main)
-        n_noise = int(cfg.get("noise_outliers", 0))
-        if n_noise:  # an empty channel: noise alone, white and band-limited (training/data.py noise_frames)
-            xo = np.concatenate([xo, noise_frames("train", n_noise, xo.shape[-1])[0]])
-            xv = np.concatenate([xv, noise_frames("val", max(1, n_noise // 4), xv.shape[-1])[0]])
-        imp = preset_impairments(cfg)
-        if imp is not None:
-            # outliers at low SNR look like noisy known signals: optionally only from outlier_snr_db_min up
-            imp = dataclasses.replace(imp, snr_db_min=max(imp.snr_db_min, cfg.get("outlier_snr_db_min", imp.snr_db_min)))
-            xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
-        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}"
-                 f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
-        x, y = data["train"]
-        x_val, y_val = data["val"]
-        n_rec = int(cfg.get("detector_reconstructions") or 0)
-        if n_rec:
-            if codec is None:
-                raise SystemExit("the unknown detector learns the codec's reconstructions (detector_reconstructions): "
-                                 "train every codec stage first")
-            t = time.time()
-            xr, ir = reconstructions(codec, x, n_rec, seed=args.seed + 31337)
-            xrv, irv = reconstructions(codec, x_val, max(1, n_rec // 10), seed=args.seed + 31338)
-            x, y = np.concatenate([x, xr]), np.concatenate([y, y[ir]])
-            x_val, y_val = np.concatenate([x_val, xrv]), np.concatenate([y_val, y_val[irv]])
-            log.note(f"unknown detector: {len(xr)} reconstructions of training frames ({n_rec} per level) among "
-                     f"the known classes, in {time.time() - t:.1f} s")
-        mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
-                 "val": (np.concatenate([x_val, xv]), np.concatenate([y_val, np.full(len(xv), n_classes)]))}
-        classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
-                                                   "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"])},
-                         mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729)
-    else:
-        classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
-    return net
-
-
-def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None) -> Classifier:
-    """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
-    features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
-    threshold at 1 % of the clean validation frames."""
-    x, y = data["train"]
-    snr = data.get("train_snr_db")
-    keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
-    calibration = data.get("val_clean", data["val"])[0]
-    threshold = project.fit_out_of_set(x[keep], y[keep], calibration, false_flag_rate=0.01)
-    log.note(f"unknown flag (Mahalanobis): fitted on {int(keep.sum())} training frames, threshold {threshold:.3f} "
-             f"(1 % of {len(calibration)} clean validation frames above it)")
-    if detector is not None:
-        wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
-        scores = wrapped.predict_proba(calibration)[:, -1]
-        threshold = float(np.quantile(scores, 0.99))
-        wrapped.manifest["unknown_detector"] = {
-            "threshold": threshold, "false_flag_rate": 0.01, "calibration_frames": int(len(calibration)),
-            "score": "probability of the last output (none of the known classes)",
-            "out_of_set_training_classes": list(OUT_OF_SET_TRAIN)}
-        project.detector = wrapped
-        log.note(f"unknown flag (detector): threshold {threshold:.4f} (1 % of the clean validation frames above it)")
-    return project
-
-
 def stop_after(stage: str, ckpt: "Checkpoints", log: RunLog) -> int:
     ckpt.dir.mkdir(parents=True, exist_ok=True)
     ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # keeps this invocation's record
     log.note(f"stopped after the {stage} stage as asked (--stop-after): continue with --resume")
     return 0
-
-
-def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                     seed: int):
-    """Train (or load from the run's checkpoint) one ModRec classifier on original frames; leaves it
-    frozen in eval mode."""
-    if ckpt.done(name) and (args.resume or not want(name)):
-        ckpt.load(name, net)
-        log.note(f"{name}: loaded from checkpoint")
-    elif want("classifier") or want(name):
-        t = time.time()
-        log.note(f"{name}: {count_parameters(net)} parameters ({net.config.arch})")
-        train_data = data
-        if args.coreset is not None:
-            idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
-            train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
-            log.note(f"{name}: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
-        train_classifier(net, train_data, cfg, ctx, log, seed)
-        acc = accuracy(net, *data["val"], ctx.device)
-        if ctx.main:
-            ckpt.save(name, None, net, time.time() - t, {"val_accuracy": acc})
-    elif args.stage != "evaluate":
-        raise SystemExit(f"the {name} stage has not run in this run directory yet")
-    net.to(ctx.device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
 
 
 def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: "Checkpoints",
@@ -296,12 +135,13 @@ def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict,
             if ctx.main:
                 ckpt.save("semantic", None, model.semantic, time.time() - t, val)
             ctx.barrier()
-    for level in codec_config.direct_levels:
-        if ckpt.done("direct", level) or not want("direct") or (args.level is not None and level != args.level):
-            continue
+    todo = [level for level in codec_config.direct_levels if not ckpt.done("direct", level) and want("direct")
+            and (args.level is None or level == args.level)]
+    critics = critic_stages(cfg, data, args, ckpt, ctx, log, classifier.config.num_classes) if todo else []
+    for level in todo:
         t = time.time()
         val = train_direct(model, level, data, cfg, ctx, log, seed=args.seed * 1000 + 500 + level,
-                           classifier=classifier)
+                           classifier=classifier, critics=critics)
         if ctx.main:
             ckpt.save("direct", level, model, time.time() - t, val)
         ctx.barrier()
@@ -434,7 +274,7 @@ def main(argv=None) -> int:
     if cfg.get("heldout_classifier") is not None:
         heldout = build_network(ClassifierConfig(num_classes=len(classes), **cfg["heldout_classifier"]))
         classifier_stage(heldout, "heldout_classifier", {**cfg, "classifier_epochs": cfg["heldout_epochs"]}, data,
-                         args, ckpt, ctx, log, want, seed=args.seed + 7919)
+                         args, ckpt, ctx, log, want, seed=args.seed + HELDOUT_SEED)
 
     detector = None
     wants_detector = cfg.get("unknown_detector") is not None or cfg.get("unknown_init") == "project"
