@@ -70,3 +70,21 @@ def test_impaired_frames_are_classified(test_frames):
     imp = dataclasses.replace(Impairments(), snr_db_min=25.0, snr_db_max=30.0, clean_fraction=0.0)
     frames, _ = impair(x, "test", imp)
     assert (hqarf.load_classifier().predict(frames) == y).mean() >= 0.97
+
+
+@pytest.mark.parametrize("degrees", [0, 10, 90])
+def test_a_real_signal_with_a_static_carrier_keeps_its_class_and_its_axis(test_frames, degrees):
+    """A clean 4ask whose carrier stays near the I or Q axis for the whole frame (a locked receiver):
+    codec v4's token head called it 32qam_cross and the decoders rendered it 2-D, so the held-out
+    classifier scored 0.00 on it at levels 3-4 (training/README.md, session 13)."""
+    from gnuradio.hqarf.frames import to_iq
+    from training.signal_properties import off_axis_share
+    x, y = test_frames
+    ask = (x[y == 0] * np.exp(1j * np.deg2rad(degrees))).astype(np.complex64)
+    codec, heldout = hqarf.load_codec(), hqarf.load_classifier(kind="heldout_classifier")
+    for level in (2, 3, 4):
+        tokens = codec.model.encode(to_iq(ask, "cpu"), level)[:, -1].numpy()
+        assert (tokens == 0).mean() >= 0.9, f"level {level}: token 4ask in {(tokens == 0).mean():.2f}"
+        xhat = codec.decompress(codec.compress(ask, level))
+        assert off_axis_share(xhat).mean() <= 0.15  # v4: 0.11-0.37 (0.20 at level 4, 0 degrees), v5: 0.003-0.10
+        assert (heldout.predict(xhat) == 0).mean() >= 0.8
