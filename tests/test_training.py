@@ -298,6 +298,16 @@ def test_redo_from_drops_that_level_and_everything_after_it(tmp_path):
     for bad in ("nonsense:1", "hae:x"):
         with pytest.raises(SystemExit, match="--redo-from"):
             parse_redo(bad)
+    # --redo-direct: one direct decoder alone, the others and everything before them kept
+    done = [["semantic", None], *[["direct", lv] for lv in range(1, 5)]]
+    ckpt.progress = {"done": [list(e) for e in done], "durations_s": {"direct/L1": 2.0, "direct/L2": 3.0},
+                     "metrics": {"direct/L1": {}}}
+    assert ckpt.redo_direct(1) == "direct/L1"
+    kept = json.loads((tmp_path / "checkpoint" / "progress.json").read_text())
+    assert kept["done"] == [["semantic", None], *[["direct", lv] for lv in range(2, 5)]]
+    assert kept["durations_s"] == {"direct/L2": 3.0} and kept["metrics"] == {}
+    with pytest.raises(SystemExit, match="--redo-direct 1"):
+        ckpt.redo_direct(1)
 
 
 def test_redo_from_retrains_from_the_previous_stage(smoke_run):

@@ -51,6 +51,17 @@ class Checkpoints:
         self.progress["metrics"][key] = metrics
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
 
+    def redo_direct(self, level: int) -> str:
+        """Forget level `level`'s direct decoder alone (no later level depends on it); returns its key."""
+        if ["direct", level] not in self.progress["done"]:
+            raise SystemExit(f"--redo-direct {level}: this run has no direct decoder of level {level} to redo")
+        self.progress["done"].remove(["direct", level])
+        key = progress_key("direct", level)
+        self.progress["durations_s"].pop(key, None)
+        self.progress["metrics"].pop(key, None)
+        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+        return key
+
     def redo_from(self, stage: str, level: int) -> list:
         """Forget (stage, level) and every chain level after it (the order of CHAIN: HAE levels 0-4,
         then the quantised stages, then the direct decoders), so --resume trains them again; returns

@@ -64,14 +64,14 @@ PRESETS = {
         # see 20 % of frames as generated (phase 0: without them a clean 4ask became 32qam_cross at levels 2-4).
         semantic_epochs=20, semantic_fresh_impairments=True,
         # Codec v5 (training/README.md, sessions 12-13): two training-only critics, transformers of the held-out
-        # classifier's recipe with other seeds, trained on originals only; at levels 2-4 the direct decoders
-        # match their outputs too (KL at 0.2 on the 16 task frames). The held-out classifier stays unseen.
+        # classifier's recipe with other seeds, trained on originals only; the direct decoders
+        # match their outputs too (KL at 0.2 on the 16 task frames; levels 1-4). The held-out classifier stays unseen.
         # The token's head sees 20 % of frames with a static carrier (clean, random phase, no offset), and the
         # direct decoders pay for power off a real signal's axis (axis_loss; a clean 4ask near the I or Q axis
         # had been tokened 32qam_cross and rendered 2-D, the held-out classifier at 0.00 on it).
         critics=dict(seeds=(1234, 77)), semantic_static_share=0.2,
         direct_coefs=dict(cos=0.7, stft=(0.05, 0.05, 0.2, 0.2, 0.2), stats=(0.05, 0.05, 0.2, 0.2, 0.2), feature=0.05,
-                          kl=0.01, critic=(0, 0, 0.2, 0.2, 0.2), axis=(0, 0.3, 0.3, 0.3, 0.3), task_frames=16),
+                          kl=0.01, critic=(0, 0.2, 0.2, 0.2, 0.2), axis=(0, 0.3, 0.3, 0.3, 0.3), task_frames=16),
         level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=1), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
         # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code

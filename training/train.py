@@ -60,6 +60,9 @@ def parse_args(argv=None):
                    help="with --resume: train again from this chain stage and level on (hae, hqarf_nokl, hqarf or "
                         "direct; level 0 if not given), dropping the checkpoints of that level and of everything "
                         "after it in the chain; the levels redone start from the previous stage's weights")
+    p.add_argument("--redo-direct", type=int, action="append", default=[], metavar="LEVEL",
+                   help="with --resume: train this level's direct decoder again and nothing else (each level's "
+                        "decoder depends on the chain and the token head only); repeatable")
     p.add_argument("--stop-after", choices=("classifier", "heldout_classifier", "unknown_detector", *STAGES),
                    default=None,
                    help="end the run after this stage (continue it later with --resume)")
@@ -191,6 +194,10 @@ def start_run(args):
         dropped = ckpt.redo_from(*parse_redo(args.redo_from))
         log.note(f"--redo-from {args.redo_from}: dropped {len(dropped)} checkpointed levels "
                  f"({', '.join(progress_key(s, lv) for s, lv in dropped) or 'none'})")
+    if args.redo_direct:
+        if not args.resume:
+            raise SystemExit("--redo-direct needs --resume (it continues a run directory's checkpoints)")
+        log.note(f"--redo-direct: dropped {', '.join(ckpt.redo_direct(lv) for lv in args.redo_direct)}")
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = invocation_command()
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
