@@ -51,16 +51,21 @@ class Checkpoints:
         self.progress["metrics"][key] = metrics
         self.progress_file.write_text(json.dumps(self.progress, indent=1))
 
+    def _forget(self, entries) -> None:
+        """Drop these (stage, level) entries from the done list, with their durations and metrics."""
+        entries = [tuple(e) for e in entries]
+        self.progress["done"] = [e for e in self.progress["done"] if tuple(e) not in entries]
+        for s, lv in entries:
+            self.progress["durations_s"].pop(progress_key(s, lv), None)
+            self.progress["metrics"].pop(progress_key(s, lv), None)
+        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+
     def redo_direct(self, level: int) -> str:
         """Forget level `level`'s direct decoder alone (no later level depends on it); returns its key."""
         if ["direct", level] not in self.progress["done"]:
             raise SystemExit(f"--redo-direct {level}: this run has no direct decoder of level {level} to redo")
-        self.progress["done"].remove(["direct", level])
-        key = progress_key("direct", level)
-        self.progress["durations_s"].pop(key, None)
-        self.progress["metrics"].pop(key, None)
-        self.progress_file.write_text(json.dumps(self.progress, indent=1))
-        return key
+        self._forget([("direct", level)])
+        return progress_key("direct", level)
 
     def redo_from(self, stage: str, level: int) -> list:
         """Forget (stage, level) and every chain level after it (the order of CHAIN: HAE levels 0-4,
@@ -72,11 +77,7 @@ class Checkpoints:
             return s in CHAIN and (CHAIN.index(s) > start or (s == stage and (lv is None or lv >= level)))
         dropped = sorted((tuple(e) for e in self.progress["done"] if later(e)),
                          key=lambda e: (CHAIN.index(e[0]), -1 if e[1] is None else e[1]))
-        self.progress["done"] = [e for e in self.progress["done"] if not later(e)]
-        for s, lv in dropped:
-            self.progress["durations_s"].pop(progress_key(s, lv), None)
-            self.progress["metrics"].pop(progress_key(s, lv), None)
-        self.progress_file.write_text(json.dumps(self.progress, indent=1))
+        self._forget(dropped)
         return dropped
 
     def import_model(self, model_dir: Path, levels: int, direct_levels) -> list:

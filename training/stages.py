@@ -193,6 +193,11 @@ def random_rotation(iq_pair: list[torch.Tensor], gen: torch.Generator, max_offse
     return [torch.stack([t[:, 0] * c - t[:, 1] * s, t[:, 0] * s + t[:, 1] * c], 1) for t in iq_pair]
 
 
+def every_nth(n: int, share: float) -> np.ndarray:
+    """A mask over n frames picking every round(1 / share)-th one: the frames a stage swaps for others."""
+    return np.arange(n) % max(1, round(1 / share)) == 0
+
+
 def kl_divergence(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
     """KL(target || output) of two batches of logits, averaged over the batch."""
     return F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(target_logits, -1), log_target=True,
@@ -276,8 +281,7 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
         # A share of the training frames as generated (no noise, carrier phase 0), and the clean
         # validation frames beside the impaired ones: without them a clean 4ask (a real signal, which
         # the receiver model always rotates) was rendered as 32qam_cross at levels 2-4 (training/README.md).
-        every = max(1, round(1 / share))
-        pick = np.arange(len(x)) % every == 0
+        pick = every_nth(len(x), share)
         x = x.copy()
         x[pick] = data["train_clean"][0][pick]
         xv = np.concatenate([xv, data["val_clean"][0]])
@@ -366,7 +370,7 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
     # phase within it, and the head had called a clean 4ask within 10 degrees of the I or Q axis
     # 32qam_cross or ofdm, which the direct decoders then rendered (training/README.md, session 13).
     share = float(cfg.get("semantic_static_share", 0.0)) if "train_clean" in data else 0.0
-    pick = np.arange(len(x)) % max(1, round(1 / share)) == 0 if share else None
+    pick = every_nth(len(x), share) if share else None
 
     def with_static(frames, epoch):
         if pick is None:
