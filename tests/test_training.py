@@ -58,7 +58,9 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     # at smoke size the transformer may still be at chance (0.17); the default preset's is measured in
     # tests/test_default_model.py
     assert heldout.predict(x).shape == y.shape and set(heldout.predict(x)) <= set(range(6))
-    assert codec.config.direct_levels == (1, 2, 3, 4)
+    assert codec.config.direct_levels == (0, 1, 2, 3, 4)
+    # level 0's epoch is kept by the project classifier's and the critics' mean (smoke direct_select)
+    assert all("val_accuracy_critics" in r for r in rows if r["stage"] == "direct" and r["level"] == 0)
     assert [codec.bits_per_frame(level) for level in range(5)] == [3072, 1536, 768, 384, 192]
     assert all("val_perplexity" in r for r in rows if r["stage"] == "hqarf")
     # The classifier term trains the levels task_scale does not zero (smoke and default: HAE, quantised
@@ -207,6 +209,51 @@ def test_keep_best_restores_the_best_validation_epoch(monkeypatch, tmp_path, sta
     assert "kept epoch" in (tmp_path / "train.log").read_text()
 
 
+@pytest.mark.parametrize("select,scores,kept", [
+    # (project accuracy, critics' mean accuracy) at the start and after epochs 1 and 2
+    ("classifier", [(0.99, 0.90), (0.98, 0.97), (0.97, 0.99)], 0),  # the project figure alone keeps the start
+    ("critics", [(0.99, 0.90), (0.98, 0.97), (0.97, 0.99)], 2),     # their mean: epoch 2 (0.980 > 0.975 > 0.945)
+    ("critics", [(0.99, 0.99), (0.90, 0.95), (0.95, 0.90)], 0),
+])
+def test_direct_decoder_keeps_the_epoch_its_selection_names(monkeypatch, tmp_path, select, scores, kept):
+    import copy
+
+    import torch
+    from training import stages
+    from training.common import Dist, RunLog
+    from gnuradio.hqarf.classifier import ClassifierConfig, build_network
+    from gnuradio.hqarf.model import HQARF, HQARFConfig
+    from training.presets import PRESETS
+
+    cfg = copy.deepcopy(PRESETS["smoke"])
+    cfg.update(direct_epochs=2, direct_steps=1, direct_select=select)
+    torch.manual_seed(0)
+    model = HQARF(HQARFConfig(**cfg["codec"]))
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((32, 1024)) + 1j * rng.standard_normal((32, 1024))).astype(np.complex64) * 0.3
+    data = {"train": (x, np.zeros(32, np.int64)), "val": (x[:8], np.zeros(8, np.int64))}
+    seen, calls = [], iter(scores)
+
+    def fake_validate(model, lvl, quantize, xv, yv, ctx, classifier, critics=()):
+        seen.append({k: v.clone() for k, v in model.direct["0"].state_dict().items()})
+        assert bool(critics) == (select == "critics")
+        project, critic = next(calls)
+        return {"val_snr_db": 0.0, "val_accuracy": project, **({"val_accuracy_critics": critic} if critics else {})}
+
+    monkeypatch.setattr(stages, "validate_level", fake_validate)
+    classifier = build_network(ClassifierConfig(num_classes=6, **cfg["classifier"]))
+    critic = build_network(ClassifierConfig(num_classes=6, **cfg["heldout_classifier"]))
+    val = stages.train_direct(model, 0, data, cfg, Dist("cpu"), RunLog(tmp_path), seed=0, classifier=classifier,
+                              critics=[critic])
+    final = model.direct["0"].state_dict()
+    assert val["kept_epoch"] == kept and all(torch.equal(final[k], seen[kept][k]) for k in final)
+    assert any(not torch.equal(final[k], seen[1 if kept != 1 else 2][k]) for k in final)
+    # a selection by critics without critics in the loss is refused
+    if select == "critics":
+        with pytest.raises(ValueError, match="needs critics"):
+            stages.train_direct(model, 0, data, cfg, Dist("cpu"), RunLog(tmp_path), seed=0, classifier=classifier)
+
+
 def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     """training/robustness.py at a tiny grid: accuracy vs SNR for both classifiers, the unknown flag by
     every score (the detector's at the model's own threshold), signal properties, JSON, Markdown, plot."""
@@ -318,7 +365,7 @@ def test_redo_from_retrains_from_the_previous_stage(smoke_run):
                      "--no-evaluate", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = (smoke_run / "train.log").read_text()[len(log_before):]
-    assert "dropped 6 checkpointed levels (hqarf/L4, semantic, direct/L1" in new
+    assert "dropped 7 checkpointed levels (hqarf/L4, semantic, direct/L0, direct/L1" in new
     assert "hqarf L4 start" in new and "hqarf L3 epoch" not in new and "hae L0 epoch" not in new
     assert "semantic epoch 2/2" in new and "direct L1 start" in new and "model written" in new
     progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())
@@ -431,3 +478,41 @@ def test_critic_term_is_the_critics_mean_kl_and_a_judge_cannot_be_a_critic(tmp_p
     args = argparse.Namespace(seed=0, resume=False, coreset=None, stage="all")
     with pytest.raises(SystemExit, match="held-out"):
         critic_stages({**cfg, "critics": {"seeds": (HELDOUT_SEED,)}}, {}, args, None, None, None, 6)
+
+
+def test_unseen_judges_are_trained_once_cached_and_score_every_level(smoke_run, tmp_path):
+    from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, build_network
+    from safetensors.torch import load_file
+    from training.data import DataConfig, generate
+    from training.presets import PRESETS
+    env = {**os.environ, "HQARF_CACHE": os.environ.get("HQARF_TEST_CACHE", str(ROOT / ".cache" / "test-data"))}
+
+    def evaluate(*extra):
+        return subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--model", str(smoke_run / "model"),
+                               "--per-class", "4", "--no-baselines", "--out", str(tmp_path / "eval"),
+                               "--judges-dir", str(tmp_path / "judges"), *extra],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    proc = evaluate("--judges", "5", "11")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    weights = sorted((tmp_path / "judges").glob("judge-smoke-*-seed*.safetensors"))
+    assert [w.name.rsplit("-", 1)[1] for w in weights] == ["seed11.safetensors", "seed5.safetensors"]
+    assert json.loads(weights[1].with_suffix(".json").read_text())["seed"] == 5
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert all(set(r["accuracy_judges"]) == {"seed5", "seed11"} for r in report["stages"]["hqarf"])
+    # the originals' figure is the cached judge's own prediction on the same test frames
+    x, y = generate("test", 4, DataConfig())
+    net = build_network(ClassifierConfig(num_classes=6, **PRESETS["smoke"]["heldout_classifier"]))
+    net.load_state_dict(load_file(str(weights[1])))
+    judge = Classifier(net.eval(), {"classes": report["classes"]})
+    assert report["original_accuracy_judges"]["seed5"] == pytest.approx(float((judge.predict(x) == y).mean()))
+    assert "## Unseen judges" in (tmp_path / "eval" / "summary.md").read_text()
+    # a second evaluation reuses them
+    stamp = weights[1].stat().st_mtime_ns
+    proc = evaluate("--judges", "5")
+    assert proc.returncode == 0 and "judges: seed 5 trained" not in proc.stdout + proc.stderr
+    assert weights[1].stat().st_mtime_ns == stamp
+    # a seed of the run's own classifiers (the smoke critic's, the held-out one's) is refused
+    for seed in ("1234", "7919"):
+        proc = evaluate("--judges", seed)
+        assert proc.returncode != 0 and "never saw" in proc.stderr and "Traceback" not in proc.stderr
+

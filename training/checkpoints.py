@@ -107,7 +107,9 @@ class Checkpoints:
         for name, state in states.items():
             save_file({k: v.contiguous() for k, v in state.items()}, str(self.dir / f"{name}.safetensors"))
         done = [[s, None] for s in states if s not in ("hqarf", "direct")]
-        done += [[s, lv] for s in STAGES for lv in range(levels)] + [["direct", lv] for lv in direct_levels]
+        # a direct level the imported model lacks (a preset that added one) stays to be trained
+        done += [[s, lv] for s in STAGES for lv in range(levels)] + [
+            ["direct", lv] for lv in direct_levels if any(k.startswith(f"direct.{lv}.") for k in codec)]
         self.progress["done"] = done
         self.progress["durations_s"] = dict(provenance.get("durations_s", {}))
         self.progress["durations_s"].pop("evaluate", None)

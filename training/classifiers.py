@@ -18,16 +18,10 @@ from gnuradio.hqarf.model import HQARF
 from training.checkpoints import Checkpoints
 from training.common import Dist, RunLog
 from training.coreset.experiment import CoresetError, read_coreset
-from training.data import OUT_OF_SET_TRAIN, DataConfig, Impairments, generate, impair, noise_frames
+from training.data import OUT_OF_SET_TRAIN, DataConfig, generate, impair, noise_frames, preset_impairments
 from training.stages import accuracy, train_classifier
 
 HELDOUT_SEED = 7919  # the held-out classifier trains with the run's seed plus this
-
-
-def preset_impairments(cfg: dict) -> Impairments | None:
-    """The preset's receiver impairments (None: clean frames, as the papers trained)."""
-    spec = cfg.get("impairments")
-    return None if spec is None else Impairments(**spec)
 
 
 def load_coreset(path: Path, train_per_class: int, n_train: int):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -429,3 +430,38 @@ def impair(x: np.ndarray, split: str, imp: Impairments, first_index: int = 0) ->
     for i, frame in enumerate(x):
         out[i], snr[i] = impair_frame(frame, impair_rng(split, first_index + i), imp)
     return out, snr
+
+
+def preset_impairments(cfg: dict) -> Impairments | None:
+    """The preset's receiver impairments (None: clean frames, as the papers trained)."""
+    spec = cfg.get("impairments")
+    return None if spec is None else Impairments(**spec)
+
+
+def preset_data(cfg: dict, ctx, log, cache_dir=None):
+    """A training preset's splits (``cfg["data"]``: frames per class), each seen through the preset's
+    receiver impairments where it has them (the clean splits kept as ``*_clean``). Every rank of `ctx`
+    (training.common.Dist) holds the whole (small) data set; rank 0 generates and caches it first so
+    the other ranks read the cache instead of racing to write it. `log.note` reports each step."""
+    data_config = DataConfig()
+    data = {}
+    for turn in (0, 1):
+        if (turn == 0) == ctx.main:
+            for split, n in cfg["data"].items():
+                t = time.time()
+                data[split] = generate(split, n, data_config, cache_dir=cache_dir, progress=ctx.main)
+                log.note(f"data {split}: {len(data[split][0])} frames ({n} per class) in {time.time() - t:.1f} s")
+        ctx.barrier()
+    impairments = preset_impairments(cfg)
+    if impairments is not None:
+        # Every split seen through the receiver model; the clean test split stays for the report.
+        data["test_clean"] = data["test"]
+        data["val_clean"] = data["val"]
+        data["train_clean"] = data["train"]
+        for split in cfg["data"]:
+            t = time.time()
+            frames, snr = impair(data[split][0], split, impairments)
+            data[split] = (frames, data[split][1])
+            data[f"{split}_snr_db"] = snr
+            log.note(f"data {split}: impaired ({impairments.to_dict()}) in {time.time() - t:.1f} s")
+    return data, data_config

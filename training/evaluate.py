@@ -76,8 +76,9 @@ def confusion(pred, y, n):
 
 
 def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, baselines: bool = True,
-                    test_name: str = "clean", extra=None) -> dict:
-    """Evaluate codecs (stage -> model dir; the classifier is read from the 'hqarf' one)."""
+                    test_name: str = "clean", extra=None, judges=None) -> dict:
+    """Evaluate codecs (stage -> model dir; the classifier is read from the 'hqarf' one). `judges`
+    (name -> Classifier, training/judges.py) score the originals and every reconstruction too."""
     say = log.note if log is not None else print
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y = test
@@ -95,6 +96,9 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
         ph = heldout.predict(x)
         report["original_accuracy_heldout"] = float((ph == y).mean())
         report["original_per_class_heldout"] = per_class_accuracy(ph, y, n_classes)
+    judges = judges or {}
+    if judges:
+        report["original_accuracy_judges"] = {name: float((j.predict(x) == y).mean()) for name, j in judges.items()}
     say(f"evaluate: classifier on originals {report['original_accuracy']:.4f} ({len(x)} frames)")
     recon_store: dict = {}
     budgets = None
@@ -115,6 +119,10 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
                 ph = heldout.predict(xhat)
                 row["accuracy_heldout"] = float((ph == y).mean())
                 row["per_class_heldout"] = per_class_accuracy(ph, y, n_classes)
+            if judges:
+                pj = {name: j.predict(xhat) for name, j in judges.items()}
+                row["accuracy_judges"] = {name: float((p_ == y).mean()) for name, p_ in pj.items()}
+                row["per_class_judges"] = {name: per_class_accuracy(p_, y, n_classes) for name, p_ in pj.items()}
             if stage != "hae":
                 codes = codec.encode(x, level)
                 row["perplexity"], row["dead_codes"] = codebook_use(codes, codec.codebook_size)
@@ -128,6 +136,7 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
             recon_store[(stage, level)] = xhat
             say(f"evaluate: {stage} L{level}: accuracy {row['accuracy']:.4f}"
                 + (f" (held-out classifier {row['accuracy_heldout']:.4f})" if heldout is not None else "")
+                + "".join(f", judge {name} {a:.4f}" for name, a in row.get("accuracy_judges", {}).items())
                 + f", SNR {row['snr_db']:.2f} dB")
         report["stages"][stage] = levels
 
@@ -169,6 +178,10 @@ def headline(report: dict) -> dict:
     if "original_accuracy_heldout" in report:
         out["original_accuracy_heldout"] = report["original_accuracy_heldout"]
         out["accuracy_per_level_heldout"] = [r["accuracy_heldout"] for r in main]
+    if "original_accuracy_judges" in report:
+        out["original_accuracy_judges"] = report["original_accuracy_judges"]
+        out["accuracy_per_level_judges"] = {name: [r["accuracy_judges"][name] for r in main]
+                                            for name in report["original_accuracy_judges"]}
     return {**out,
             "accuracy_per_level": [r["accuracy"] for r in main],
             "snr_db_per_level": [round(r["snr_db"], 2) for r in main],
@@ -219,6 +232,15 @@ def summary_markdown(report: dict) -> str:
     for stage, rows in report["stages"].items():
         for r in rows:
             out.append(f"| {stage} | {r['level']} | " + " | ".join(f"{a:.2f}" for a in r["per_class"]) + " |")
+    judged = [(stage, r) for stage, rows in report["stages"].items() for r in rows if r.get("accuracy_judges")]
+    if judged:
+        names = list(judged[0][1]["accuracy_judges"])
+        out += ["", "## Unseen judges (held-out recipe, other seeds, in no loss)", "",
+                "| stage | level | " + " | ".join(names) + " | per class (" + ", ".join(classes) + ") |",
+                "|---|---|" + "---|" * (len(names) + 1)]
+        out += [f"| {stage} | {r['level']} | " + " | ".join(f"{r['accuracy_judges'][n]:.3f}" for n in names) + " | "
+                + "; ".join(" ".join(f"{a:.2f}" for a in r["per_class_judges"][n]) for n in names) + " |"
+                for stage, r in judged]
     out += ["", "## Conventional codecs at matched bits", "", "| codec | level | bits spent | accuracy | SNR (dB) |",
             "|---|---|---|---|---|"]
     for name, rows in report.get("conventional", {}).items():
@@ -333,17 +355,18 @@ def plots(report, x, y, recon, classes, out_dir: Path):
     plt.close(fig)
 
 
-def evaluate_run(run_dir: Path, data: dict, log=None, out_dir: Path | None = None) -> dict:
+def evaluate_run(run_dir: Path, data: dict, log=None, out_dir: Path | None = None, judges=None) -> dict:
     """The report of a training run: every stage on the clean test split (RUN_DIR/evaluation), and, when
     the run trained on impaired data, the same on the impaired test split (evaluation/impaired)."""
     out_dir = out_dir or run_dir / "evaluation"
     stage_dirs = {s: run_dir / "stages" / s for s in STAGE_LABELS if (run_dir / "stages" / s / "codec.json").exists()}
-    report = evaluate_models(stage_dirs, data.get("test_clean", data["test"]), data["train"], out_dir, log=log)
+    report = evaluate_models(stage_dirs, data.get("test_clean", data["test"]), data["train"], out_dir, log=log,
+                             judges=judges)
     if "test_clean" in data:
         # the shipped stage and the chain it replaces (the other stages only on the clean split, for time)
         compared = {s: d for s, d in stage_dirs.items() if s in ("hqarf", "direct")} or stage_dirs
         impaired = evaluate_models(compared, data["test"], data["train"], out_dir / "impaired", log=log,
-                                   baselines=False, test_name="impaired")
+                                   baselines=False, test_name="impaired", judges=judges)
         report["impaired_headline"] = impaired["headline"]
         (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
@@ -369,9 +392,21 @@ def main(argv=None) -> int:
     p.add_argument("--write-provenance", action="store_true",
                    help="with --run-dir: write the report's metrics and PROVENANCE.md beside RUN_DIR/model, as "
                         "train.py does when it evaluates (for a run trained with --no-evaluate)")
+    p.add_argument("--judges", type=int, nargs="+", default=[], metavar="SEED",
+                   help="more unseen judges: classifiers of the held-out recipe with these seeds, trained on the "
+                        "preset's original frames the first time (minutes each; cached in --judges-dir), scored "
+                        "beside the held-out classifier (training/judges.py); e.g. --judges 4242 9001")
+    p.add_argument("--judges-dir", type=Path, default=None, help="the judges' cache (default .cache/judges)")
     args = p.parse_args(argv)
     test = generate("test", args.per_class, DataConfig())
     train = generate("train", max(1, min(1000, args.per_class)), DataConfig())
+    judges = None
+    if args.judges:
+        from training.judges import DEFAULT_CACHE, load_judges
+        model_dir = args.run_dir / "model" if args.run_dir else args.model
+        run = json.loads((model_dir / "codec.json").read_text()).get("provenance") or {}
+        judges = load_judges(args.judges, load_classifier(model_dir).classes, preset=run.get("preset", "default"),
+                             run_seed=int(run.get("seed", 0)), cache_dir=args.judges_dir or DEFAULT_CACHE)
     if args.run_dir:
         data = {"test": test, "train": train}
         spec = trained_impairments(args.run_dir / "model")
@@ -380,7 +415,7 @@ def main(argv=None) -> int:
             data = {"test_clean": test, "test": (impair(test[0], "test", imp)[0], test[1]),
                     "train": (impair(train[0], "train", imp)[0], train[1])}
         started = time.time()
-        report = evaluate_run(args.run_dir, data, out_dir=args.out)
+        report = evaluate_run(args.run_dir, data, out_dir=args.out, judges=judges)
         if args.write_provenance:
             from training.checkpoints import Checkpoints
             from training.provenance import finalize_provenance
@@ -392,7 +427,7 @@ def main(argv=None) -> int:
                                 evaluated_by=invocation_command())
     else:
         evaluate_models({"hqarf": args.model}, test, train, args.out or Path("evaluation"),
-                        baselines=not args.no_baselines)
+                        baselines=not args.no_baselines, judges=judges)
     return 0
 
 

@@ -271,8 +271,9 @@ class LevelRun:
 
 @torch.no_grad()
 def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv: np.ndarray, ctx: Dist,
-                   classifier: nn.Module | None) -> dict:
-    """Reconstruction SNR of frames from this level, codebook use, and ModRec accuracy on them."""
+                   classifier: nn.Module | None, critics=()) -> dict:
+    """Reconstruction SNR of frames from this level, codebook use, and ModRec accuracy on them (of the
+    project classifier; with `critics`, their mean accuracy too, as val_accuracy_critics)."""
     model.eval()
     out: dict = {}
     recon, codes = [], []
@@ -294,6 +295,10 @@ def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv:
         classifier.eval()
         pred = torch.cat([classifier(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)])
         out["val_accuracy"] = float((pred.cpu().numpy() == yv).mean())
+    if critics:
+        out["val_accuracy_critics"] = float(np.mean([
+            (torch.cat([c(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)]).cpu().numpy() == yv).mean()
+            for c in critics]))
     return out
 
 

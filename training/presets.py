@@ -7,7 +7,7 @@ importing train.py. training/README.md says why each value is what it is.
 
 # Compact CPU model: the paper's encoders, decoders far narrower than the paper's 16..1024.
 DEFAULT_CODEC = dict(encoder_widths=(16, 32, 64, 64, 128), decoder_widths=(32, 64, 96, 128, 128),
-                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64, direct_levels=(1, 2, 3, 4),
+                     residual_blocks=(0, 1, 1, 1, 1), codebook_size=64, code_dim=64, direct_levels=(0, 1, 2, 3, 4),
                      semantic_levels=(1, 2, 3, 4), semantic_classes=6, semantic_source=1)
 
 # Scale of the classifier (task) term per stage and level (0: no term): every HAE level, quantised
@@ -20,7 +20,7 @@ PRESETS = {
         data=dict(train=48, val=8, test=16), codec=dict(encoder_widths=(8, 8, 8, 8, 8),
                                                          decoder_widths=(8, 8, 8, 8, 8),
                                                          residual_blocks=(0, 1, 1, 1, 1), code_dim=16,
-                                                         direct_levels=(1, 2, 3, 4), semantic_levels=(2, 3, 4),
+                                                         direct_levels=(0, 1, 2, 3, 4), semantic_levels=(2, 3, 4),
                                                          semantic_classes=6),
         classifier=dict(stem_width=16, widths=(16, 24), blocks=(1, 1)),
         classifier_epochs=4, classifier_batch=32, classifier_lr=3e-3,
@@ -29,6 +29,7 @@ PRESETS = {
         noise_outliers=8, outlier_snr_db_min=10.0, detector_reconstructions=4,
         impairments={}, classifier_rotate=0.01,
         direct_epochs=1, direct_steps=4, direct_batch=16, direct_clean_share=0.2, semantic_epochs=2, semantic_fresh_impairments=True,
+        direct_select=("critics", "classifier", "classifier", "classifier", "classifier"),
         critics=dict(seeds=(1234,), epochs=1), semantic_static_share=0.2,
         direct_coefs=dict(cos=0.7, stft=0.05, stats=0.05, feature=0.05, kl=0.01, critic=0.2, axis=0.3, task_frames=8),
         level_epochs=dict(hae=1, hqarf_nokl=1, hqarf=1), batch=16, lr=1e-3,
@@ -53,7 +54,7 @@ PRESETS = {
         # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
         # IQ MSE + cos + multi-resolution STFT + statistics + the classifier's features and output on 16
         # frames of each batch under a shared random phase and offset.
-        direct_epochs=(2, 4, 6, 6, 6), direct_steps=100, direct_batch=32, direct_clean_share=0.2,
+        direct_epochs=(2, 4, 6, 6, 8), direct_steps=100, direct_batch=32, direct_clean_share=0.2,
         # Codec v3 (training/README.md, session 8): at levels 2-4 the last index is a global token, a
         # small head's estimate of the class from level 2's continuous latent; G_i renders with it,
         # 600 steps, the spectrum and statistics terms at 0.2 (the held-out classifier at level 4:
@@ -69,9 +70,17 @@ PRESETS = {
         # The token's head sees 20 % of frames with a static carrier (clean, random phase, no offset), and the
         # direct decoders pay for power off a real signal's axis (axis_loss; a clean 4ask near the I or Q axis
         # had been tokened 32qam_cross and rendered 2-D, the held-out classifier at 0.00 on it).
-        critics=dict(seeds=(1234, 77)), semantic_static_share=0.2,
+        # Session 14: level 0 decodes with its own G_0 too (D_0 fine-tuned with the critics and the axis term at
+        # a fifth of the learning rate; D_0 was fitted to the project classifier's labels, so its epoch is kept by
+        # that classifier's and the critics' mean validation accuracy): the held-out classifier 0.963 -> 0.979,
+        # the unseen judges 0.974 / 0.977 -> 0.988 / 0.987 on clean test frames (training/README.md).
+        # Level 4 (session 14): four critics (seeds 1234, 77, 31, 555) at 0.6 for 8 epochs; with two at 0.6 the
+        # held-out classifier rose but the other unseen judges fell (the decoder fitted the two critics' quirks).
+        # Levels 0-3 were trained with the first two ("use"; four there is not tried yet).
+        critics=dict(seeds=(1234, 77, 31, 555), use=(2, 2, 2, 2, 4)), semantic_static_share=0.2,
+        direct_lr=(1e-4, 5e-4, 5e-4, 5e-4, 5e-4), direct_select=("critics", "classifier", "classifier", "classifier", "classifier"),
         direct_coefs=dict(cos=0.7, stft=(0.05, 0.05, 0.2, 0.2, 0.2), stats=(0.05, 0.05, 0.2, 0.2, 0.2), feature=0.05,
-                          kl=0.01, critic=(0, 0.2, 0.2, 0.2, 0.2), axis=(0, 0.3, 0.3, 0.3, 0.3), task_frames=16),
+                          kl=0.01, critic=(0.2, 0.2, 0.2, 0.2, 0.6), axis=(0.3, 0.3, 0.3, 0.3, 0.3), task_frames=16),
         level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=1), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
         # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code

@@ -74,6 +74,11 @@ def render(report: dict) -> str:
         gap = max(abs(hq[lv]["accuracy"] - hq[lv]["accuracy_heldout"]) for lv in levels)
         text.append(f"The held-out classifier (another architecture, never used in training or selection) "
                     f"is within {gap:.3f} of the project classifier at every level.")
+    judges = hq[levels[0]].get("accuracy_judges") or {}
+    if judges:
+        text.append(f"Unseen judges (classifiers of the held-out recipe with seeds {', '.join(n.removeprefix('seed') for n in judges)}, "
+                    "in no loss; `evaluate.py --judges`): levels 0-4 "
+                    + "; ".join(" / ".join(f"{hq[lv]['accuracy_judges'][n]:.3f}" for lv in levels) for n in judges) + ".")
     weak = []
     for level in levels:
         lost = [f"{c} {a:.2f}" for c, a in zip(classes, hq[level]["per_class"]) if a < 0.5]

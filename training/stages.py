@@ -303,17 +303,30 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     if cfg.get("direct_steps"):  # an epoch of at most this many steps (a fresh share of the data each epoch)
         per_epoch = min(per_epoch, int(per_level(cfg["direct_steps"], level)))
     total = epochs * per_epoch
-    lr = cfg.get("direct_lr", cfg["lr"] / 2)
+    lr = per_level(cfg.get("direct_lr", cfg["lr"] / 2), level)
+    # The epoch kept: best by the project classifier's validation accuracy, or ("critics") by its mean
+    # with the critics' mean accuracy (level 0's chain decoder was fitted to the project classifier's
+    # labels, so that figure alone falls as the decoder stops gaming it; training/README.md, session 14).
+    select = per_level(cfg.get("direct_select", "classifier"), level)
+    if select not in ("classifier", "critics"):
+        raise ValueError(f"direct_select must be 'classifier' or 'critics', got {select!r}")
+    if select == "critics" and not objective.critics:
+        raise ValueError("direct_select 'critics' needs critics in the loss (preset critics, direct_coefs critic)")
+
+    def score(val: dict) -> float:
+        if select == "critics":
+            return (val.get("val_accuracy", 0.0) + val["val_accuracy_critics"]) / 2
+        return val.get("val_accuracy", 0.0)
     opt = torch.optim.Adam(trainable, lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
     def validate():
-        out = validate_level(model, level, True, xv, yv, ctx, classifier)
+        out = validate_level(model, level, True, xv, yv, ctx, classifier, objective.critics if select == "critics" else ())
         g.train()
         return out
 
     start = validate()
-    best = (start.get("val_accuracy", -1.0), 0, copy.deepcopy(g.state_dict()), start)
+    best = (score(start), 0, copy.deepcopy(g.state_dict()), start)
     log.note(f"direct L{level} start (chain without re-quantisation): val "
              + ", ".join(f"{k} {v:.4g}" for k, v in start.items()))
     step = 0
@@ -339,10 +352,11 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
                     **{f"train_{k}": v for k, v in train_metrics.items()}, **val)
         log.note(f"direct L{level} epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in train_metrics.items())
                  + " | val " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
-        if val.get("val_accuracy", 0.0) >= best[0]:
-            best = (val.get("val_accuracy", 0.0), epoch + 1, copy.deepcopy(g.state_dict()), val)
+        if score(val) >= best[0]:
+            best = (score(val), epoch + 1, copy.deepcopy(g.state_dict()), val)
     g.load_state_dict(best[2])
-    log.note(f"direct L{level}: kept epoch {best[1]} of {epochs} (val accuracy {best[0]:.4f})")
+    log.note(f"direct L{level}: kept epoch {best[1]} of {epochs} (val {'accuracy' if select == 'classifier' else 'score'} "
+             f"{best[0]:.4f})")
     for p in trainable:
         p.requires_grad_(False)
     model.eval()

@@ -28,10 +28,10 @@ from gnuradio.hqarf.codec import Codec  # noqa: E402
 from gnuradio.hqarf.costs import level_costs  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.checkpoints import STAGES, Checkpoints, parse_redo, progress_key  # noqa: E402
-from training.common import REPO, Dist, RunLog, git_commit, invocation_command  # noqa: E402
+from training.common import REPO, Dist, RunLog, git_commit, invocation_command, per_level  # noqa: E402
 from training.classifiers import (HELDOUT_SEED, classifier_stage, critic_stages, fit_unknown_flag,  # noqa: E402
-                                  preset_impairments, unknown_detector_stage)
-from training.data import SPLIT_SEEDS, DataConfig, generate, impair  # noqa: E402
+                                  unknown_detector_stage)
+from training.data import SPLIT_SEEDS, DataConfig, generate, impair, preset_data, preset_impairments  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
 from training.provenance import finalize_provenance  # noqa: E402
@@ -85,33 +85,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_data(cfg: dict, args, ctx: Dist, log: RunLog):
-    """Every rank holds the whole (small) data set; rank 0 generates and caches it first so the
-    other ranks read the cache instead of racing to write it."""
-    data_config = DataConfig()
-    data = {}
-    for turn in (0, 1):
-        if (turn == 0) == ctx.main:
-            for split, n in cfg["data"].items():
-                t = time.time()
-                data[split] = generate(split, n, data_config, cache_dir=args.data_cache, progress=ctx.main)
-                log.note(f"data {split}: {len(data[split][0])} frames ({n} per class) in {time.time() - t:.1f} s")
-        ctx.barrier()
-    impairments = preset_impairments(cfg)
-    if impairments is not None:
-        # Every split seen through the receiver model; the clean test split stays for the report.
-        data["test_clean"] = data["test"]
-        data["val_clean"] = data["val"]
-        data["train_clean"] = data["train"]
-        for split in cfg["data"]:
-            t = time.time()
-            frames, snr = impair(data[split][0], split, impairments)
-            data[split] = (frames, data[split][1])
-            data[f"{split}_snr_db"] = snr
-            log.note(f"data {split}: impaired ({impairments.to_dict()}) in {time.time() - t:.1f} s")
-    return data, data_config
-
-
 def stop_after(stage: str, ckpt: "Checkpoints", log: RunLog) -> int:
     ckpt.dir.mkdir(parents=True, exist_ok=True)
     ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # keeps this invocation's record
@@ -143,8 +116,10 @@ def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict,
     critics = critic_stages(cfg, data, args, ckpt, ctx, log, classifier.config.num_classes) if todo else []
     for level in todo:
         t = time.time()
+        # preset critics "use": how many of the critics (the first ones) each level's loss takes (default all)
+        use = int(per_level((cfg.get("critics") or {}).get("use", len(critics)), level))
         val = train_direct(model, level, data, cfg, ctx, log, seed=args.seed * 1000 + 500 + level,
-                           classifier=classifier, critics=critics)
+                           classifier=classifier, critics=critics[:use])
         if ctx.main:
             ckpt.save("direct", level, model, time.time() - t, val)
         ctx.barrier()
@@ -269,7 +244,7 @@ def main(argv=None) -> int:
     started = time.time()
     cfg, run_dir, ctx, log, ckpt, command, commit = start_run(args)
     torch.manual_seed(args.seed)
-    data, data_config = load_data(cfg, args, ctx, log)
+    data, data_config = preset_data(cfg, ctx, log, args.data_cache)
     classes = data_config.classes
     want = lambda stage: args.stage in ("all", stage)  # noqa: E731
 
