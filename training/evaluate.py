@@ -372,13 +372,17 @@ def evaluate_run(run_dir: Path, data: dict, log=None, out_dir: Path | None = Non
     return report
 
 
+def model_provenance(model_dir) -> dict:
+    """The training provenance in a model's codec manifest ({} where it has none or cannot be read)."""
+    try:
+        return json.loads((Path(model_dir) / "codec.json").read_text()).get("provenance") or {}
+    except (OSError, ValueError):
+        return {}
+
+
 def trained_impairments(model_dir) -> dict | None:
     """The receiver impairments a model was trained with (its manifest's provenance), or None."""
-    try:
-        manifest = json.loads((Path(model_dir) / "codec.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return ((manifest.get("provenance") or {}).get("data") or {}).get("impairments")
+    return (model_provenance(model_dir).get("data") or {}).get("impairments")
 
 
 def main(argv=None) -> int:
@@ -404,7 +408,7 @@ def main(argv=None) -> int:
     if args.judges:
         from training.judges import DEFAULT_CACHE, load_judges
         model_dir = args.run_dir / "model" if args.run_dir else args.model
-        run = json.loads((model_dir / "codec.json").read_text()).get("provenance") or {}
+        run = model_provenance(model_dir)
         judges = load_judges(args.judges, load_classifier(model_dir).classes, preset=run.get("preset", "default"),
                              run_seed=int(run.get("seed", 0)), cache_dir=args.judges_dir or DEFAULT_CACHE)
     if args.run_dir:

@@ -47,16 +47,17 @@ def judge_path(cache_dir: Path, preset: str, seed: int, cfg: dict) -> Path:
     return Path(cache_dir) / f"judge-{preset}-{digest}-seed{seed}.safetensors"
 
 
-def train_judge(cfg: dict, seed: int, data: dict, log: RunLog) -> torch.nn.Module:
-    """One judge: the held-out classifier's network and training loop with another seed."""
+def train_judge(cfg: dict, seed: int, data: dict, log: RunLog, n_classes: int) -> tuple[torch.nn.Module, float]:
+    """One judge: the held-out classifier's network and training loop with another seed; returns it and
+    its validation accuracy."""
     from training.stages import accuracy, train_classifier
     torch.manual_seed(seed)
-    net = build_network(ClassifierConfig(num_classes=len(set(data["train"][1].tolist())), **cfg["heldout_classifier"]))
+    net = build_network(ClassifierConfig(num_classes=n_classes, **cfg["heldout_classifier"]))
     t = time.time()
     train_classifier(net, data, {**cfg, "classifier_epochs": recipe(cfg)["epochs"]}, Dist("cpu"), log, seed)
-    log.note(f"judge seed {seed}: validation accuracy {accuracy(net, *data['val'], 'cpu'):.4f} "
-             f"({time.time() - t:.0f} s)")
-    return net.eval()
+    val = accuracy(net, *data["val"], "cpu")
+    log.note(f"judge seed {seed}: validation accuracy {val:.4f} ({time.time() - t:.0f} s)")
+    return net.eval(), val
 
 
 def load_judges(seeds, classes, preset: str = "default", run_seed: int = 0, cache_dir: Path = DEFAULT_CACHE,
@@ -74,10 +75,11 @@ def load_judges(seeds, classes, preset: str = "default", run_seed: int = 0, cach
             if data is None:
                 run_log = RunLog(Path(cache_dir) / "log")
                 data, _ = preset_data(cfg, Dist("cpu"), run_log)
-            net = train_judge(cfg, seed, data, run_log)
+            net, val = train_judge(cfg, seed, data, run_log, len(classes))
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-            path.with_suffix(".json").write_text(json.dumps({"seed": seed, "preset": preset, **recipe(cfg)}, indent=1))
+            path.with_suffix(".json").write_text(json.dumps({"seed": seed, "preset": preset, "val_accuracy": val,
+                                                             **recipe(cfg)}, indent=1))
             log(f"judges: seed {seed} trained, kept in {path}")
         net = build_network(ClassifierConfig(num_classes=len(classes), **cfg["heldout_classifier"]))
         net.load_state_dict(load_file(str(path)))

@@ -291,14 +291,16 @@ def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv:
     if quantize:
         ppl, dead = perplexity(torch.cat(codes), model.config.codebook_size)
         out["val_perplexity"], out["val_dead_codes"] = ppl, dead
+
+    def accuracy_of(net: nn.Module) -> float:
+        net.eval()
+        pred = torch.cat([net(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)])
+        return float((pred.cpu().numpy() == yv).mean())
+
     if classifier is not None:
-        classifier.eval()
-        pred = torch.cat([classifier(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)])
-        out["val_accuracy"] = float((pred.cpu().numpy() == yv).mean())
+        out["val_accuracy"] = accuracy_of(classifier)
     if critics:
-        out["val_accuracy_critics"] = float(np.mean([
-            (torch.cat([c(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)]).cpu().numpy() == yv).mean()
-            for c in critics]))
+        out["val_accuracy_critics"] = float(np.mean([accuracy_of(c) for c in critics]))
     return out
 
 
