@@ -156,3 +156,42 @@ def test_noise_outliers_are_reproducible_white_or_band_limited():
             assert share > 0.95, share      # every bin
         else:
             assert 0.04 < share < 0.82, share  # 5-80 % of the band, nothing outside
+
+
+def _spectral(x):
+    from gnuradio.hqarf.classifier import spectral_features
+    from gnuradio.hqarf.frames import to_iq
+    return spectral_features(to_iq(np.asarray(x)[None], "cpu"))[0].numpy()
+
+
+def test_spectral_features_show_an_m_psk_line_at_the_m_th_power_only():
+    """The unknown detector's offset-invariant branch (hqarf.classifier.spectral_features): z**k of M-PSK
+    is a tone for k a multiple of M, noise-like below it; a carrier offset of f moves the k-th line to k f."""
+    rng = np.random.default_rng(3)
+    n, f = 1024, 5 / 1024
+    psk8 = np.exp(2j * np.pi * (rng.integers(0, 8, n) / 8 + f * np.arange(n)) + 0.7j).astype(np.complex64)
+    s = _spectral(psk8)
+    peaks = s[:5].max(-1)  # k = 1, 2, 4, 8, 16
+    assert peaks[3] > 6.5 and peaks[4] > 6.5  # log1p(1024): a pure tone
+    assert peaks[:3].max() < 3.0              # noise-like: log1p of a few times the mean
+    assert s[3].argmax() == 8 * 5 and s[4].argmax() == 16 * 5
+
+
+def test_spectral_features_ignore_carrier_phase_and_shift_with_frequency_offset():
+    x = qpsk()
+    s = _spectral(x)
+    np.testing.assert_allclose(_spectral(x * np.exp(1j * 2.1)), s, atol=1e-4)
+    shifted = _spectral(D.frequency_shift(x, 3 / 1024, phase=0.4))
+    for c, k in enumerate((1, 2, 4, 8, 16)):  # an offset of 3 bins moves the power of z**k by 3 k bins
+        np.testing.assert_allclose(shifted[c], np.roll(s[c], 3 * k), atol=1e-3)
+    np.testing.assert_allclose(shifted[5], s[5], atol=1e-4)  # |autocorrelation| is offset-invariant
+
+
+def test_spectral_features_see_a_repeated_block_as_an_autocorrelation_peak():
+    """An OFDM cyclic prefix repeats the last samples of a symbol: its lag is the FFT size."""
+    rng = np.random.default_rng(4)
+    block = (rng.normal(size=256) + 1j * rng.normal(size=256)).astype(np.complex64)
+    x = np.tile(block, 4)
+    r = _spectral(x)[5]
+    assert r[0] == pytest.approx(1.0, abs=1e-5)
+    assert r[256] > 0.7 and r[1:200].max() < 0.3

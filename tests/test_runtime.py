@@ -96,6 +96,9 @@ def test_classifier_torchscript_logits_equal_eager(rng):
     compiled = hqarf.load_classifier(None, runtime="torchscript", num_threads=1)
     assert np.abs(compiled.logits(frames) - eager.logits(frames)).max() <= 1e-5
     assert np.array_equal(compiled.predict(frames), eager.predict(frames))
+    # the unknown detector too (its offset-invariant branch goes through torch.fft)
+    assert np.abs(compiled.detector.logits(frames) - eager.detector.logits(frames)).max() <= 1e-4
+    assert np.array_equal(compiled.classify(frames)["unknown"], eager.classify(frames)["unknown"])
 
 
 def test_runtime_parameter_is_validated(tiny_model_dir):

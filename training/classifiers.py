@@ -74,7 +74,8 @@ def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int)
 def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
                            n_classes: int, project: ModRecNet | None = None, codec: HQARF | None = None) -> ModRecNet:
     """The unknown detector: a CNN over the known classes plus "none of them", trained on the training
-    split and on torchsig signals outside it (outlier exposure, training/data.py OUT_OF_SET_TRAIN) and
+    split and on torchsig signals outside it (outlier exposure: the preset's ``out_of_set_classes``, by default
+    training/data.py OUT_OF_SET_TRAIN) and
     on noise alone, all through the same receiver model. With ``detector_reconstructions: N`` (and the
     trained `codec`), N training frames per level reconstructed by the codec join the known classes
     under their own labels, so a codec's artefacts are not taken for an unknown signal. With
@@ -88,10 +89,9 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
            else ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"])))
     if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
         t = time.time()
-        per_class = cfg["out_of_set_per_class"]
-        xo, _ = generate("train", per_class, DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
-                         progress=ctx.main)
-        xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=OUT_OF_SET_TRAIN), cache_dir=args.data_cache,
+        per_class, kinds = cfg["out_of_set_per_class"], out_of_set_classes(cfg)
+        xo, _ = generate("train", per_class, DataConfig(classes=kinds), cache_dir=args.data_cache, progress=ctx.main)
+        xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=kinds), cache_dir=args.data_cache,
                          progress=ctx.main)
         n_noise = int(cfg.get("noise_outliers", 0))
         if n_noise:  # an empty channel: noise alone, white and band-limited (training/data.py noise_frames)
@@ -102,7 +102,7 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
             # outliers at low SNR look like noisy known signals: optionally only from outlier_snr_db_min up
             imp = dataclasses.replace(imp, snr_db_min=max(imp.snr_db_min, cfg.get("outlier_snr_db_min", imp.snr_db_min)))
             xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
-        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(OUT_OF_SET_TRAIN)}"
+        log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(kinds)}"
                  f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
         x, y = data["train"]
         x_val, y_val = data["val"]
@@ -128,7 +128,13 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
     return net
 
 
-def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None) -> Classifier:
+def out_of_set_classes(cfg: dict) -> tuple:
+    """The torchsig kinds the unknown detector learns as "none of them"."""
+    return tuple(cfg.get("out_of_set_classes") or OUT_OF_SET_TRAIN)
+
+
+def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None,
+                     outlier_classes: tuple = OUT_OF_SET_TRAIN) -> Classifier:
     """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
     features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
     threshold at 1 % of the clean validation frames."""
@@ -146,7 +152,7 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
         wrapped.manifest["unknown_detector"] = {
             "threshold": threshold, "false_flag_rate": 0.01, "calibration_frames": int(len(calibration)),
             "score": "probability of the last output (none of the known classes)",
-            "out_of_set_training_classes": list(OUT_OF_SET_TRAIN)}
+            "out_of_set_training_classes": list(outlier_classes)}
         project.detector = wrapped
         log.note(f"unknown flag (detector): threshold {threshold:.4f} (1 % of the clean validation frames above it)")
     return project

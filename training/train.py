@@ -30,7 +30,7 @@ from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.checkpoints import STAGES, Checkpoints, parse_redo, progress_key  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit, invocation_command, per_level  # noqa: E402
 from training.classifiers import (HELDOUT_SEED, classifier_stage, critic_stages, fit_unknown_flag,  # noqa: E402
-                                  unknown_detector_stage)
+                                  out_of_set_classes, unknown_detector_stage)
 from training.data import SPLIT_SEEDS, DataConfig, generate, impair, preset_data, preset_impairments  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
@@ -293,7 +293,8 @@ def main(argv=None) -> int:
             return stop_after(args.stop_after, ckpt, log)
     provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
-        project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector)
+        project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector,
+                                   out_of_set_classes(cfg))
         classifier = project
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},

@@ -39,6 +39,8 @@ class ClassifierConfig:
     dim: int = 64
     depth: int = 3
     heads: int = 4
+    # cnn only: width of a second branch over offset-invariant spectra (spectral_features); 0 = none
+    spectral_width: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -87,6 +89,31 @@ def features(iq: torch.Tensor) -> torch.Tensor:
     return torch.cat([iq, amp, dphi], 1)
 
 
+SPECTRAL_POWERS = (1, 2, 4, 8, 16)
+
+
+def spectral_features(iq: torch.Tensor) -> torch.Tensor:
+    """(B, 2, L) I/Q -> (B, 6, L): what a carrier phase and a frequency offset cannot change.
+
+    Channels 0-4: log(1 + S) of the power spectrum S of z**k for k in SPECTRAL_POWERS (z the frame at unit
+    RMS), each divided by its mean, so a spectral line has the same height wherever the offset puts it:
+    M-PSK has a line at k = M and none below, square QAM at k = 4, a carrier at k = 1. Channel 5: the
+    magnitude of the autocorrelation at lags 0..L-1 over its value at lag 0 (an OFDM cyclic prefix is a peak
+    at the FFT size). A convolution branch with global pooling over them is shift-invariant, as they are."""
+    rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+    iq = iq / rms
+    z = torch.complex(iq[:, 0], iq[:, 1])
+    n = z.shape[-1]
+    chans = []
+    for k in SPECTRAL_POWERS:
+        power = torch.fft.fft(z ** k if k > 1 else z).abs().pow(2)
+        chans.append(torch.log1p(power / power.mean(-1, keepdim=True).clamp_min(1e-12)))
+    spectrum = torch.fft.fft(z, 2 * n).abs().pow(2)
+    r = torch.fft.ifft(spectrum.to(torch.complex64)).abs()[:, :n]
+    chans.append(r / r[:, :1].clamp_min(1e-12))
+    return torch.stack(chans, 1)
+
+
 class ModRecNet(nn.Module):
     def __init__(self, config: ClassifierConfig = ClassifierConfig()):
         super().__init__()
@@ -99,19 +126,29 @@ class ModRecNet(nn.Module):
                 stages.append(_Block(cin, w, stride=2 if (j == 0 and i > 0) else 1))
                 cin = w
         self.stages = nn.Sequential(*stages)
+        width = 2 * cin
+        if config.spectral_width:
+            w = config.spectral_width
+            self.spectral = nn.Sequential(
+                nn.Conv1d(len(SPECTRAL_POWERS) + 1, w, 7, stride=2, padding=3, bias=False), nn.BatchNorm1d(w),
+                nn.ReLU(), _Block(w, w, 2), _Block(w, 2 * w, 2))
+            width += 4 * w
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(2 * cin, config.num_classes)
+        self.head = nn.Linear(width, config.num_classes)
 
     def forward(self, iq: torch.Tensor) -> torch.Tensor:
         """(B, 2, L) I/Q -> (B, classes) logits."""
-        h = self.stages(self.stem(features(iq)))
-        pooled = torch.cat([h.mean(-1), h.amax(-1)], 1)
-        return self.head(self.dropout(pooled))
+        return self.head(self.dropout(self.pooled(iq)))
 
     def pooled(self, iq: torch.Tensor) -> torch.Tensor:
-        """The pooled features the head reads (B, 2 * width): where the out-of-set score is measured."""
+        """The pooled features the head reads (B, 2 * width, plus 4 * spectral_width): where the
+        out-of-set score is measured."""
         h = self.stages(self.stem(features(iq)))
-        return torch.cat([h.mean(-1), h.amax(-1)], 1)
+        out = [h.mean(-1), h.amax(-1)]
+        if self.config.spectral_width:
+            s = self.spectral(spectral_features(iq))
+            out += [s.mean(-1), s.amax(-1)]
+        return torch.cat(out, 1)
 
     def feature_maps(self, iq: torch.Tensor) -> list[torch.Tensor]:
         """The activations after the stem and after every block, then the pooled features and the
@@ -121,7 +158,7 @@ class ModRecNet(nn.Module):
         for block in self.stages:
             h = block(h)
             maps.append(h)
-        pooled = torch.cat([h.mean(-1), h.amax(-1)], 1)
+        pooled = self.pooled(iq) if self.config.spectral_width else torch.cat([h.mean(-1), h.amax(-1)], 1)
         return maps + [pooled, self.head(self.dropout(pooled))]
 
 
