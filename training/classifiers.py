@@ -134,10 +134,10 @@ def out_of_set_classes(cfg: dict) -> tuple:
 
 
 def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None,
-                     outlier_classes: tuple = OUT_OF_SET_TRAIN) -> Classifier:
+                     outlier_classes: tuple = OUT_OF_SET_TRAIN, false_flag_rate: float = 0.01) -> Classifier:
     """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
     features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
-    threshold at 1 % of the clean validation frames."""
+    threshold at 1 % of the clean validation frames; the detector's at `false_flag_rate` of them."""
     x, y = data["train"]
     snr = data.get("train_snr_db")
     keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
@@ -148,13 +148,14 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
     if detector is not None:
         wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
         scores = wrapped.predict_proba(calibration)[:, -1]
-        threshold = float(np.quantile(scores, 0.99))
+        threshold = float(np.quantile(scores, 1 - false_flag_rate))
         wrapped.manifest["unknown_detector"] = {
-            "threshold": threshold, "false_flag_rate": 0.01, "calibration_frames": int(len(calibration)),
+            "threshold": threshold, "false_flag_rate": false_flag_rate, "calibration_frames": int(len(calibration)),
             "score": "probability of the last output (none of the known classes)",
             "out_of_set_training_classes": list(outlier_classes)}
         project.detector = wrapped
-        log.note(f"unknown flag (detector): threshold {threshold:.4f} (1 % of the clean validation frames above it)")
+        log.note(f"unknown flag (detector): threshold {threshold:.4f} ({100 * false_flag_rate:g} % of the clean "
+                 "validation frames above it)")
     return project
 
 
