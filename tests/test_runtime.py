@@ -185,11 +185,14 @@ def test_level_costs_count_the_quantisers():
     costs = level_costs(config)
     for c in costs:
         level = c["level"]
-        assert c["encode_quantizer_macs"] == config.tokens(level) * 32 * 16
+        # the search runs over the encoder's 8 features, the 1x1 projection to D = 16 folded in
+        assert c["encode_quantizer_macs"] == config.tokens(level) * 32 * 8
         assert c["decode_quantizer_macs"] == sum(config.tokens(i) for i in range(level)) * 32 * 16
         assert c["encode_total_macs"] == c["encode_macs"] + c["encode_quantizer_macs"]
         assert c["decode_total_macs"] == c["decode_macs"] + c["decode_quantizer_macs"]
-    assert costs[0]["encode_quantizer_macs"] == 512 * 32 * 16
+    assert costs[0]["encode_quantizer_macs"] == 512 * 32 * 8
+    # ... and the projection (8 -> 16, 1x1) is not run: level 0's encoder is its two convolutions
+    assert costs[0]["encode_macs"] == 512 * (2 * 4 * 3 + 4 * 8 * 3)
     # a direct level's G_i re-quantises nothing
     direct = level_costs(dataclasses.replace(config, direct_levels=(3,)))
     assert direct[3]["decode_quantizer_macs"] == 0 and direct[2] == costs[2]

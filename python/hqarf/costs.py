@@ -14,9 +14,12 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def level_costs(config: HQARFConfig) -> list[dict]:
-    """Parameters and multiply-accumulates per frame of encode and decode at each level: the
-    networks' convolutions (encode_macs, decode_macs), the quantisers' distance GEMMs
-    (encode_quantizer_macs, decode_quantizer_macs) and both (encode_total_macs, decode_total_macs)."""
+    """Parameters and multiply-accumulates per frame of encode and decode at each level, as inference
+    runs them: the networks' convolutions (encode_macs, decode_macs), the quantisers' distance GEMMs
+    (encode_quantizer_macs, decode_quantizer_macs) and both (encode_total_macs, decode_total_macs).
+    A decoder's first convolution read from per-codeword tables (Decoder.from_codes) is table
+    look-ups and additions, not multiply-accumulates per frame: it is not counted (building the
+    tables, K x D x k x Cout, happens once per call, whatever its batch)."""
     model = HQARF(config)
     out = []
     macs: dict = {}
@@ -39,8 +42,11 @@ def level_costs(config: HQARFConfig) -> list[dict]:
             dec = macs["n"]
             # The nearest-code searches: tokens x K x D multiply-accumulates each (the distance
             # GEMM), at `level` when encoding and at every re-quantisation below it when decoding.
+            # Encoding with the projection folded into the search (HQARF.encode) skips the last 1x1
+            # convolution (the hooks see it not run) and searches over the encoder's W features.
             search = config.codebook_size * config.code_dim
-            enc_q = config.tokens(level) * search
+            enc_width = config.encoder_widths[level] if model.folds_projection(level) else config.code_dim
+            enc_q = config.tokens(level) * config.codebook_size * enc_width
             # (a direct level's G_i re-quantises nothing)
             dec_q = 0 if level in config.direct_levels else sum(config.tokens(i) for i in range(level)) * search
             params_encode = sum(count_parameters(model.levels[i].encoder) for i in range(level + 1))

