@@ -11,7 +11,7 @@ from conftest import TINY
 from gnuradio import hqarf
 from gnuradio.hqarf.layers import Mish, codes_convolvable, conv_of_codes, mish
 from gnuradio.hqarf.model import HQARF, HQARFConfig
-from gnuradio.hqarf.quantizer import Quantizer, first_argmin
+from gnuradio.hqarf.quantizer import Quantizer, first_argmin_
 
 CONFIGS = {
     "chain": {},
@@ -67,13 +67,15 @@ def test_mish_is_torchs_mish_without_gradients_and_torchs_own_with_them():
 def test_first_argmin_is_argmin_with_ties_to_the_lowest_index():
     torch.manual_seed(0)
     scores = torch.randn(4, 100, 64)
-    assert torch.equal(first_argmin(scores), scores.argmin(-1))
+    assert torch.equal(first_argmin_(scores.clone()), scores.argmin(-1))
+    assert torch.equal(first_argmin_(scores.transpose(1, 2).contiguous(), 1), scores.argmin(-1))
     tied = scores.clone()
     low = tied.amin(-1) - 1.0
     tied[..., 9], tied[..., 5], tied[..., 40] = low, low, low
-    assert (first_argmin(tied) == 5).all()
-    assert first_argmin(torch.tensor([[3.0, 1e-30, 0.0, 0.0]])).tolist() == [2]
-    assert first_argmin(torch.tensor([[2.0, 2.0, 2.0]])).tolist() == [0]
+    assert (first_argmin_(tied.clone()) == 5).all()
+    assert (first_argmin_(tied.transpose(1, 2).contiguous(), 1) == 5).all()
+    assert first_argmin_(torch.tensor([[3.0, 1e-30, 0.0, 0.0]])).tolist() == [2]
+    assert first_argmin_(torch.tensor([[2.0, 2.0, 2.0]])).tolist() == [0]
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

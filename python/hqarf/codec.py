@@ -26,14 +26,22 @@ MAX_SCALE = float(np.array([0x7F7F0000], np.uint32).view(np.float32)[0])
 
 
 def magnitudes(frames: np.ndarray) -> np.ndarray:
-    """Per-frame max |x| in float64: |x| of a float32 complex near 3.4e38 overflows float32."""
-    return np.abs(frames.astype(np.complex128)).max(axis=1) if frames.size else np.zeros(len(frames))
+    """Per-frame max |x| as float64. |x| of a float32 complex near 3.4e38 overflows float32: those
+    frames (inf in float32) are measured again in float64; the rest in float32 (5x faster)."""
+    if not frames.size:
+        return np.zeros(len(frames))
+    out = np.abs(frames).max(axis=1).astype(np.float64)
+    over = np.isinf(out)
+    if over.any():
+        out[over] = np.abs(frames[over].astype(np.complex128)).max(axis=1)
+    return out
 
 
-def frame_scales(frames: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per-frame amplitude max |x|, the scale the wire format carries (bfloat16-rounded), and how
-    many frames saturated at MAX_SCALE (amplitudes float32 or bfloat16 cannot carry)."""
-    raw = magnitudes(frames)
+def frame_scales(frames: np.ndarray, raw: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Per-frame amplitude max |x| (`raw`, measured here if not given), the scale the wire format
+    carries (bfloat16-rounded), and how many frames saturated at MAX_SCALE (amplitudes float32 or
+    bfloat16 cannot carry)."""
+    raw = magnitudes(frames) if raw is None else raw
     saturated = int((raw > MAX_SCALE).sum())
     scales = np.minimum(raw, MAX_SCALE).astype(np.float32)
     return wire.scales_from_bfloat16(wire.scales_to_bfloat16(scales)), saturated
@@ -128,10 +136,22 @@ class Codec:
     # -- indices ----------------------------------------------------------------------------
     def encode(self, x, level: int, sample: bool = False, seed: int | None = None) -> np.ndarray:
         """complex64 (N, frame_len) -> int64 (N, tokens(level)) indices. Argmax unless `sample`."""
-        level = self._check_level(level)
         frames = as_frames(x, self.frame_len)
-        scales = magnitudes(frames)
-        unit = (frames / np.where(scales > 0, scales, 1)[:, None]).astype(np.complex64)
+        return self._encode_frames(frames, magnitudes(frames), level, sample, seed)
+
+    def _encode_frames(self, frames: np.ndarray, scales: np.ndarray, level: int, sample: bool = False,
+                       seed: int | None = None) -> np.ndarray:
+        """encode() of validated frames whose max |x| per frame is `scales` (float64)."""
+        level = self._check_level(level)
+        # to unit scale: a float32 multiply by the reciprocal, not a complex128 division (5x faster;
+        # the frame's largest sample lands within an ulp of 1); frames so small that the reciprocal
+        # overflows float32 (max |x| below 3e-39, subnormal) in float64
+        reciprocal = 1.0 / np.where(scales > 0, scales, 1)
+        largest = np.finfo(np.float32).max
+        tiny = reciprocal > largest
+        unit = frames * np.minimum(reciprocal, largest).astype(np.float32)[:, None]
+        if tiny.any():
+            unit[tiny] = (frames[tiny].astype(np.complex128) * reciprocal[tiny, None]).astype(np.complex64)
         step = self.chunk
         if sample:  # sampling stays on eager torch (a generator per call)
             gen = torch.Generator(device=self.device)
@@ -171,7 +191,8 @@ class Codec:
         """Frames -> consecutive wire messages of `frames_per_message` frames (the last may be
         shorter), sequence numbers counting from `first_sequence`; one batched encode for all."""
         frames = as_frames(x, self.frame_len)
-        codes, (scales, saturated) = self.encode(frames, level), frame_scales(frames)
+        raw = magnitudes(frames)
+        codes, (scales, saturated) = self._encode_frames(frames, raw, level), frame_scales(frames, raw)
         self.saturated_frames += saturated
         return [wire.pack(codes[i:i + frames_per_message], scales[i:i + frames_per_message], level=level,
                           bits=self.bits_per_index, fingerprint=self.fingerprint,
