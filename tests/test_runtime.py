@@ -3,8 +3,11 @@
 shipped model and on a random small-width config; thread isolation; the quantiser's distance GEMM
 and tie-break; level costs with the quantisers; the encoder's backlog counters."""
 import dataclasses
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +236,17 @@ def test_encoder_counts_a_growing_backlog_and_not_a_slow_source(tiny_model_dir, 
     assert enc.frames_encoded == 12
     assert enc.backlog_max <= 1024 and enc.backlog_growths == 0  # a source that keeps pace is not counted
     assert set(enc.counters()) >= {"input_backlog", "backlog_max", "backlog_growths"}
+
+
+def test_the_bench_runs_end_to_end_and_prints_every_table(tiny_model_dir):
+    """./dev.sh bench at its smallest: every table is printed (figures are not checked: speed lives in
+    the bench, never in a test)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "bench.py"), "--model", str(tiny_model_dir),
+                           "--batches", "2", "--threads", "1", "--runtimes", "torch", "--levels", "0",
+                           "--repeats", "1", "--min-seconds", "0", "--flow-frames", "16", "--flow-repeats", "1"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for heading in ("MACs per frame", "codec throughput", "best batch per level", "MAC budget per frame",
+                    "wire bytes per frame", "flowgraph throughput", "enc 2thr"):
+        assert heading in proc.stdout, heading
