@@ -136,13 +136,13 @@ class Codec:
     # -- indices ----------------------------------------------------------------------------
     def encode(self, x, level: int, sample: bool = False, seed: int | None = None) -> np.ndarray:
         """complex64 (N, frame_len) -> int64 (N, tokens(level)) indices. Argmax unless `sample`."""
+        level = self._check_level(level)
         frames = as_frames(x, self.frame_len)
         return self._encode_frames(frames, magnitudes(frames), level, sample, seed)
 
     def _encode_frames(self, frames: np.ndarray, scales: np.ndarray, level: int, sample: bool = False,
                        seed: int | None = None) -> np.ndarray:
-        """encode() of validated frames whose max |x| per frame is `scales` (float64)."""
-        level = self._check_level(level)
+        """encode() of validated frames whose max |x| per frame is `scales` (float64), at a checked level."""
         # to unit scale: a float32 multiply by the reciprocal, not a complex128 division (5x faster;
         # the frame's largest sample lands within an ulp of 1); frames so small that the reciprocal
         # overflows float32 (max |x| below 3e-39, subnormal) in float64
@@ -191,6 +191,7 @@ class Codec:
         """Frames -> consecutive wire messages of `frames_per_message` frames (the last may be
         shorter), sequence numbers counting from `first_sequence`; one batched encode for all."""
         frames = as_frames(x, self.frame_len)
+        level = self._check_level(level)
         raw = magnitudes(frames)
         codes, (scales, saturated) = self._encode_frames(frames, raw, level), frame_scales(frames, raw)
         self.saturated_frames += saturated

@@ -153,18 +153,20 @@ class DirectDecoder(nn.Module):
         """forward(the level's codewords of `idx`) at a level without a global token, the first
         stage's first convolution read from per-codeword tables (Decoder.from_codes)."""
         z = levels[self.level].restore(self.stages[0].from_codes(idx, levels[self.level].quantizer.codebook))
-        for stage, i in zip(self.stages[1:], range(self.level - 1, -1, -1)):
-            z = levels[i].restore(stage(z))
-        return z
+        return self._stages(z, levels, None, start=1)
 
     def forward(self, z_q: torch.Tensor, levels: nn.ModuleList, token: torch.Tensor | None = None) -> torch.Tensor:
         context = self.token_embedding(token.long()) if self.semantic else None
-        z = z_q
-        for k, (stage, i) in enumerate(zip(self.stages, range(self.level, -1, -1))):
+        return self._stages(z_q, levels, context)
+
+    def _stages(self, z: torch.Tensor, levels: nn.ModuleList, context: torch.Tensor | None, start: int = 0):
+        """Stages start, start + 1, ... (levels level - start down to 0), each FiLM'd by `context` (if
+        any), decoded and un-normalised with its level's statistics."""
+        for k in range(start, len(self.stages)):
             if context is not None:
                 scale_shift = self.film[k](context)[:, :, None]
                 z = z * (1 + scale_shift[:, : z.shape[1]]) + scale_shift[:, z.shape[1]:]
-            z = levels[i].restore(stage(z))
+            z = levels[self.level - k].restore(self.stages[k](z))
         return z
 
 
