@@ -68,6 +68,21 @@ def tag(offset, key, value):
 
 
 # -- encoder ----------------------------------------------------------------------------------------
+def test_pdu_bytes_to_and_from_u8vector_through_pmt_serialisation():
+    """The blocks build and read a PDU's u8vector through PMT's serialisation (one copy, not a list of
+    ints): the same vector as pmt.init_u8vector, the same bytes back, for every size."""
+    from gnuradio.hqarf import _vocabulary as V
+    assert V._FAST_U8  # this GNU Radio serialises as expected, so the fast path is the one tested
+    rng = np.random.default_rng(11)
+    for size in (0, 1, 7, 255, 256, 6202, 70001):
+        data = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+        vector = V.u8vector(data)
+        assert pmt.is_u8vector(vector) and pmt.length(vector) == size
+        assert pmt.equal(vector, pmt.init_u8vector(size, list(data)))
+        assert V.u8vector_bytes(vector) == data
+        assert V.u8vector_bytes(pmt.init_u8vector(size, list(data))) == data
+
+
 def test_encoder_pdus_are_compress_bytes_and_the_tail_is_flushed(tiny_model_dir, codec, rng):
     x = random_frames(rng, 37)
     samples = np.concatenate([x.reshape(-1), random_frames(rng, 1)[0, :300]])  # + a partial frame

@@ -195,3 +195,55 @@ def test_spectral_features_see_a_repeated_block_as_an_autocorrelation_peak():
     r = _spectral(x)[5]
     assert r[0] == pytest.approx(1.0, abs=1e-5)
     assert r[256] > 0.7 and r[1:200].max() < 0.3
+
+
+def _statistics(x):
+    from gnuradio.hqarf.classifier import statistic_features
+    from gnuradio.hqarf.frames import to_iq
+    return statistic_features(to_iq(np.asarray(x)[None], "cpu"))[0].numpy()
+
+
+def test_statistic_features_know_a_carrier_an_m_psk_and_ignore_phase_and_offset():
+    """The detector's per-frame statistics (hqarf.classifier.statistic_features): amplitude histogram,
+    |mean(u**k)| of the phase steps u at lags 1-4, spectral line heights."""
+    from gnuradio.hqarf.classifier import AMPLITUDE_BINS, PHASE_LAGS, SPECTRAL_POWERS, STATISTICS
+    n = 1024
+    tone = np.exp(2j * np.pi * 0.1 * np.arange(n)).astype(np.complex64)
+    s = _statistics(tone)
+    assert s.shape == (STATISTICS,)
+    hist = s[:AMPLITUDE_BINS]
+    assert hist.sum() == pytest.approx(1.0, abs=1e-6)
+    assert hist[int(1.0 / (3.0 / AMPLITUDE_BINS))] == pytest.approx(1.0)  # |z| = rms = 1: one bin
+    moments = s[AMPLITUDE_BINS:AMPLITUDE_BINS + len(PHASE_LAGS) * len(SPECTRAL_POWERS)]
+    np.testing.assert_allclose(moments, 1.0, atol=1e-4)  # a tone's phase steps are all equal
+    # 8-PSK at one sample per symbol: u is 8-PSK too, so its 8th and 16th powers are 1, lower ones ~0
+    rng = np.random.default_rng(5)
+    psk8 = np.exp(2j * np.pi * (rng.integers(0, 8, n) / 8)).astype(np.complex64)
+    m = _statistics(psk8)[AMPLITUDE_BINS:AMPLITUDE_BINS + len(SPECTRAL_POWERS)]  # lag 1, k = 1 .. 16
+    assert m[3] == pytest.approx(1.0, abs=1e-4) and m[4] == pytest.approx(1.0, abs=1e-4) and m[:3].max() < 0.15
+    # carrier phase and a frequency offset leave histogram and phase-step moments alone
+    x = D.frequency_shift(qpsk(), 7.3 / n, phase=1.9)
+    a, b = _statistics(qpsk()), _statistics(x)
+    k = AMPLITUDE_BINS + len(PHASE_LAGS) * len(SPECTRAL_POWERS)
+    np.testing.assert_allclose(a[:k], b[:k], atol=2e-3)
+
+
+def test_carrier_outliers_are_reproducible_tones_and_spurs():
+    frames, kinds = D.carrier_frames("train", 9)
+    again, _ = D.carrier_frames("train", 9)
+    np.testing.assert_array_equal(frames, again)
+    assert not np.array_equal(frames, D.carrier_frames("val", 9)[0])
+    assert kinds == ["carrier", "carrier", "two-carriers"] * 3
+    np.testing.assert_allclose(np.abs(frames).max(-1), 1.0, rtol=1e-6)
+    n = frames.shape[-1]
+    power = np.abs(np.fft.fft(frames * np.hanning(n), axis=-1)) ** 2
+    for kind, p in zip(kinds, power):
+        top = np.sort(p)[::-1]
+        if kind == "carrier":  # one line (a window's main lobe: 3 bins) holds all the power
+            assert top[:3].sum() > 0.99 * p.sum()
+            np.testing.assert_allclose(np.abs(frames[kinds.index(kind)]), 1.0, rtol=1e-5)  # constant envelope
+        else:  # a second, weaker line: 3-20 dB below the first
+            peaks = [i for i in range(n) if p[i] >= p[i - 1] and p[i] >= p[(i + 1) % n] and p[i] > 1e-3 * top[0]]
+            heights = sorted((p[i] for i in peaks), reverse=True)
+            assert len(heights) >= 2
+            assert 2.0 < 10 * np.log10(heights[0] / heights[1]) < 21.0

@@ -44,6 +44,23 @@ def test_pack_unpack_indices_exact(rng):
         assert clean and np.array_equal(back, idx)
 
 
+def test_pack_indices_by_shifts_matches_the_bit_by_bit_path(rng, monkeypatch):
+    """Widths whose groups fit in 64 bits are packed with integer shifts (wire._GROUP); the result is
+    the generic unpackbits path's, byte for byte, at every width and awkward count."""
+    # a known answer: 6-bit 1, 2, 3, 4 = 000001 000010 000011 000100 -> 0x04 0x20 0xc4
+    assert wire.pack_indices(np.array([1, 2, 3, 4]), 6) == bytes([0x04, 0x20, 0xC4])
+    assert wire.pack_indices(np.array([63]), 6) == bytes([0xFC])
+    fast = {}
+    for bits in range(1, 17):
+        for count in (0, 1, 3, 7, 8, 9, 8192, 70001):
+            idx = rng.integers(0, 1 << bits, size=count)
+            fast[bits, count] = (idx, wire.pack_indices(idx, bits))
+    assert {6, 8, 10, 12, 16} <= set(wire._GROUP)
+    monkeypatch.setattr(wire, "_GROUP", {})  # the generic path only
+    for (bits, count), (idx, data) in fast.items():
+        assert wire.pack_indices(idx, bits) == data, (bits, count)
+
+
 def test_round_trip_every_level(codec, rng):
     x = random_frames(rng, 3, scale=7.5)
     for level in range(codec.levels):

@@ -18,7 +18,8 @@ from gnuradio.hqarf.model import HQARF
 from training.checkpoints import Checkpoints
 from training.common import Dist, RunLog
 from training.coreset.experiment import CoresetError, read_coreset
-from training.data import OUT_OF_SET_TRAIN, DataConfig, generate, impair, noise_frames, preset_impairments
+from training.data import (OUT_OF_SET_TRAIN, DataConfig, carrier_frames, generate, impair, noise_frames,
+                           preset_impairments)
 from training.stages import accuracy, train_classifier
 
 HELDOUT_SEED = 7919  # the held-out classifier trains with the run's seed plus this
@@ -97,13 +98,18 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
         if n_noise:  # an empty channel: noise alone, white and band-limited (training/data.py noise_frames)
             xo = np.concatenate([xo, noise_frames("train", n_noise, xo.shape[-1])[0]])
             xv = np.concatenate([xv, noise_frames("val", max(1, n_noise // 4), xv.shape[-1])[0]])
+        n_carrier = int(cfg.get("carrier_outliers", 0))
+        if n_carrier:  # unmodulated carriers (CW, spurs): training/data.py carrier_frames
+            xo = np.concatenate([xo, carrier_frames("train", n_carrier, xo.shape[-1])[0]])
+            xv = np.concatenate([xv, carrier_frames("val", max(1, n_carrier // 4), xv.shape[-1])[0]])
         imp = preset_impairments(cfg)
         if imp is not None:
             # outliers at low SNR look like noisy known signals: optionally only from outlier_snr_db_min up
             imp = dataclasses.replace(imp, snr_db_min=max(imp.snr_db_min, cfg.get("outlier_snr_db_min", imp.snr_db_min)))
             xo, xv = impair(xo, "train", imp, first_index=10 ** 7)[0], impair(xv, "val", imp, first_index=10 ** 7)[0]
         log.note(f"unknown detector: {len(xo)} out-of-set training frames ({', '.join(kinds)}"
-                 f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}) in {time.time() - t:.1f} s")
+                 f"{', ' + str(n_noise) + ' of noise alone' if n_noise else ''}"
+                 f"{', ' + str(n_carrier) + ' of unmodulated carriers' if n_carrier else ''}) in {time.time() - t:.1f} s")
         x, y = data["train"]
         x_val, y_val = data["val"]
         n_rec = int(cfg.get("detector_reconstructions") or 0)

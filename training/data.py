@@ -429,6 +429,33 @@ def noise_frames(split: str, n: int, frame_len: int = 1024) -> tuple[np.ndarray,
     return out, kinds
 
 
+_CARRIER_STREAM = 0x3C1
+
+
+def carrier_frames(split: str, n: int, frame_len: int = 1024) -> tuple[np.ndarray, list[str]]:
+    """``n`` frames of unmodulated carriers (max |x| = 1): one tone at a random frequency within
+    +-45 % of the sample rate and a random phase, and in every third frame a second, weaker one
+    (3-20 dB below: a spur or a neighbouring CW carrier). What a receiver meets in a channel with no
+    signal of the six classes, and no torchsig class of the training outliers covers (the receiver
+    model adds noise and offsets). Frame i of a split is a pure function of (split seed, i)."""
+    if split not in SPLIT_SEEDS:
+        raise KeyError(f"unknown split {split!r}; expected one of {sorted(SPLIT_SEEDS)}")
+    out = np.empty((n, frame_len), np.complex64)
+    kinds = []
+    t = np.arange(frame_len)
+    for i in range(n):
+        rng = np.random.default_rng(np.random.SeedSequence([SPLIT_SEEDS[split], i, _CARRIER_STREAM]))
+        y = np.exp(2j * np.pi * (rng.uniform(-0.45, 0.45) * t + rng.random()))
+        kind = "carrier"
+        if i % 3 == 2:
+            gain = 10 ** (-rng.uniform(3.0, 20.0) / 20)
+            y = y + gain * np.exp(2j * np.pi * (rng.uniform(-0.45, 0.45) * t + rng.random()))
+            kind = "two-carriers"
+        out[i] = y / np.abs(y).max()
+        kinds.append(kind)
+    return out, kinds
+
+
 def impair(x: np.ndarray, split: str, imp: Impairments, first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Frames ``first_index ...`` of ``split`` through :func:`impair_frame`: (frames, SNR dB per frame)."""
     out = np.empty((len(x), x.shape[-1]), np.complex64)

@@ -30,6 +30,43 @@ TAG_LEVEL = "hqarf_level"          # long: the level the frame was coded at
 TAG_SEQUENCE = "hqarf_sequence"    # long: sequence number of the PDU it came in
 
 
+# A PDU's bytes <-> a PMT u8vector. pmt.init_u8vector takes a Python list of ints and
+# pmt.u8vector_elements returns one (about 80 us for a level-0 PDU of 6 kB, each way); PMT's own
+# serialisation of a u8vector is a fixed 8-byte header and the bytes, so going through
+# pmt.deserialize_str / pmt.serialize_str is one copy. Checked once at import against the list
+# path; where a PMT build serialises otherwise, the list path is used.
+def _u8_header(size: int) -> bytes:
+    return b"\x0a\x00" + size.to_bytes(4, "big") + b"\x01\x00"  # uniform vector, u8, length, 1 pad byte
+
+
+def _serialisation_matches() -> bool:
+    try:
+        probe = bytes(range(7))
+        listed = pmt.init_u8vector(len(probe), list(probe))
+        built = pmt.deserialize_str(_u8_header(len(probe)) + probe)
+        return (pmt.is_u8vector(built) and pmt.equal(built, listed)
+                and pmt.serialize_str(listed) == _u8_header(len(probe)) + probe)
+    except Exception:  # pylint: disable=broad-except  (any surprise: keep the list path)
+        return False
+
+
+_FAST_U8 = _serialisation_matches()
+
+
+def u8vector(data: bytes):
+    """bytes -> PMT u8vector (the blob of a PDU)."""
+    if _FAST_U8 and len(data) < 1 << 32:
+        return pmt.deserialize_str(_u8_header(len(data)) + bytes(data))
+    return pmt.init_u8vector(len(data), list(data))
+
+
+def u8vector_bytes(vector) -> bytes:
+    """PMT u8vector -> bytes (the caller has checked pmt.is_u8vector)."""
+    if _FAST_U8:
+        return pmt.serialize_str(vector)[8:]
+    return bytes(pmt.u8vector_elements(vector))
+
+
 def label_index(value, classes) -> int | None:
     """A true-label tag value (class index or class name PMT) -> class index, -1 for unknown,
     None when the value is neither (the caller warns)."""

@@ -41,6 +41,9 @@ class ClassifierConfig:
     heads: int = 4
     # cnn only: width of a second branch over offset-invariant spectra (spectral_features); 0 = none
     spectral_width: int = 0
+    # cnn only: width of a small layer over per-frame statistics (statistic_features: amplitude histogram,
+    # phase-difference moments, spectral line heights); 0 = none
+    statistics_width: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -114,6 +117,39 @@ def spectral_features(iq: torch.Tensor) -> torch.Tensor:
     return torch.stack(chans, 1)
 
 
+AMPLITUDE_BINS = 16          # over |z| / rms in [0, 3), the last bin holding everything above
+PHASE_LAGS = (1, 2, 3, 4)
+
+
+def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 2, L) I/Q -> (B, N): per-frame statistics that a carrier phase and a frequency offset do not
+    change and that a convolution stack builds poorly: the histogram of the amplitude at unit RMS
+    (AMPLITUDE_BINS; APSK's rings, a carrier's constant envelope), |mean(u**k)| of the unit phasor u of
+    z[n + d] z*[n] for each lag d in PHASE_LAGS and k in SPECTRAL_POWERS (M-PSK's phase steps; the offset
+    only turns u), and the height of the highest line of each spectrum of spectral_features (and of the
+    autocorrelation beyond lag 8). `spectra`: spectral_features(iq) where the caller has them."""
+    rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+    iq = iq / rms
+    amp = iq.pow(2).sum(1).sqrt()
+    edges = torch.arange(1, AMPLITUDE_BINS, dtype=iq.dtype, device=iq.device) * (3.0 / AMPLITUDE_BINS)
+    below = (amp[:, None, :] < edges[None, :, None]).to(iq.dtype).mean(-1)  # (B, bins - 1), rising
+    ones = torch.ones_like(below[:, :1])
+    hist = torch.cat([below, ones], 1) - torch.cat([torch.zeros_like(ones), below], 1)
+    z = torch.complex(iq[:, 0], iq[:, 1])
+    moments = []
+    for d in PHASE_LAGS:
+        u = z[:, d:] * z[:, :-d].conj()
+        u = u / u.abs().clamp_min(1e-6)
+        for k in SPECTRAL_POWERS:
+            moments.append(_integer_power(u, k).mean(-1).abs())
+    spectra = spectral_features(iq) if spectra is None else spectra
+    lines = torch.cat([spectra[:, :-1].amax(-1), spectra[:, -1, 8:].amax(-1, keepdim=True)], 1)
+    return torch.cat([hist, torch.stack(moments, 1), lines], 1)
+
+
+STATISTICS = AMPLITUDE_BINS + len(PHASE_LAGS) * len(SPECTRAL_POWERS) + len(SPECTRAL_POWERS) + 1
+
+
 def _integer_power(z: torch.Tensor, k: int) -> torch.Tensor:
     """z ** k for a positive integer k by repeated squaring: complex multiplies, where torch's complex
     pow goes through exp and log (30x slower on the CPU, and less exact)."""
@@ -146,6 +182,10 @@ class ModRecNet(nn.Module):
                 nn.Conv1d(len(SPECTRAL_POWERS) + 1, w, 7, stride=2, padding=3, bias=False), nn.BatchNorm1d(w),
                 nn.ReLU(), _Block(w, w, 2), _Block(w, 2 * w, 2))
             width += 4 * w
+        if config.statistics_width:
+            self.statistics = nn.Sequential(nn.BatchNorm1d(STATISTICS), nn.Linear(STATISTICS, config.statistics_width),
+                                            nn.ReLU())
+            width += config.statistics_width
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, config.num_classes)
 
@@ -158,9 +198,12 @@ class ModRecNet(nn.Module):
         out-of-set score is measured."""
         h = self.stages(self.stem(features(iq)))
         out = [h.mean(-1), h.amax(-1)]
-        if self.config.spectral_width:
-            s = self.spectral(spectral_features(iq))
+        spectra = spectral_features(iq) if self.config.spectral_width else None
+        if spectra is not None:
+            s = self.spectral(spectra)
             out += [s.mean(-1), s.amax(-1)]
+        if self.config.statistics_width:
+            out.append(self.statistics(statistic_features(iq, spectra)))
         return torch.cat(out, 1)
 
     def feature_maps(self, iq: torch.Tensor) -> list[torch.Tensor]:
@@ -171,7 +214,7 @@ class ModRecNet(nn.Module):
         for block in self.stages:
             h = block(h)
             maps.append(h)
-        pooled = self.pooled(iq) if self.config.spectral_width else torch.cat([h.mean(-1), h.amax(-1)], 1)
+        pooled = self.pooled(iq) if self.config.spectral_width or self.config.statistics_width else torch.cat([h.mean(-1), h.amax(-1)], 1)
         return maps + [pooled, self.head(self.dropout(pooled))]
 
 

@@ -16,7 +16,7 @@ from .codec import load_codec
 from .runtime import check_runtime
 from ._checks import check_int
 from ._vocabulary import (META_RX_FREQ, META_RX_TIME, META_SAMPLE_RATE, META_TRUE_LABEL, PDUS, TAG_LEVEL,
-                          TAG_RX_FREQ, TAG_RX_RATE, TAG_RX_TIME, TAG_SEQUENCE, TAG_TRUE_LABEL)
+                          TAG_RX_FREQ, TAG_RX_RATE, TAG_RX_TIME, TAG_SEQUENCE, TAG_TRUE_LABEL, u8vector_bytes)
 from .wire import REASONS as WIRE_REASONS
 
 # Stream tags written at every frame start: hqarf_level and hqarf_sequence (_vocabulary.py).
@@ -157,7 +157,7 @@ class decoder(gr.sync_block):
                                  f"is {self._max_bytes} bytes")
             return
         try:
-            message = self.codec.parse(bytes(pmt.u8vector_elements(pmt.cdr(msg))))
+            message = self.codec.parse(u8vector_bytes(pmt.cdr(msg)))
         except ValueError as exc:  # WireFormatError
             reason = getattr(exc, "reason", "malformed")
             self._drop(reason if reason in WIRE_REASONS else "malformed", f"dropping PDU: {exc}")

@@ -17,7 +17,7 @@ from . import wire
 from ._checks import check_int, check_level
 from ._vocabulary import (META_FINGERPRINT, META_FRAMES, META_LEVEL, META_PDU_NUM, META_RX_FREQ, META_RX_TIME,
                           META_SAMPLE_RATE, META_SAMPLE_START, META_SEQUENCE, META_TRUE_LABEL, PDUS, TAG_RX_FREQ,
-                          TAG_RX_RATE, TAG_RX_TIME, TAG_SAMPLE_RATE, TAG_TRUE_LABEL, WarnsOnce)
+                          TAG_RX_RATE, TAG_RX_TIME, TAG_SAMPLE_RATE, TAG_TRUE_LABEL, WarnsOnce, u8vector)
 from .codec import load_codec
 from .runtime import check_runtime
 
@@ -310,7 +310,7 @@ class encoder(WarnsOnce, gr.basic_block):
             for blob, first in zip(blobs, range(0, count, fpp)):
                 last = min(first + fpp, count)
                 meta = self._metadata(level, last - first, self._buf_offset + first * L)
-                self.message_port_pub(PDUS, pmt.cons(meta, pmt.init_u8vector(len(blob), list(blob))))
+                self.message_port_pub(PDUS, pmt.cons(meta, u8vector(blob)))
                 self._sequence = (self._sequence + 1) & 0xFFFFFFFF
                 self.pdus_sent += 1
                 self.bytes_sent += len(blob)

