@@ -244,7 +244,8 @@ def test_the_bench_runs_end_to_end_and_prints_every_table(tiny_model_dir):
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, str(root / "bench" / "bench.py"), "--model", str(tiny_model_dir),
                            "--batches", "2", "--threads", "1", "--runtimes", "torch", "--levels", "0",
-                           "--repeats", "1", "--min-seconds", "0", "--flow-frames", "16", "--flow-repeats", "1"],
+                           "--repeats", "1", "--min-seconds", "0", "--flow-frames", "16", "--encoder-frames", "32",
+                           "--flow-repeats", "1"],
                           cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for heading in ("MACs per frame", "codec throughput", "best batch per level", "MAC budget per frame",
