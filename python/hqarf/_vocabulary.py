@@ -63,7 +63,9 @@ def u8vector(data: bytes):
 def u8vector_bytes(vector) -> bytes:
     """PMT u8vector -> bytes (the caller has checked pmt.is_u8vector)."""
     if _FAST_U8:
-        return pmt.serialize_str(vector)[8:]
+        raw = pmt.serialize_str(vector)
+        if raw[:8] == _u8_header(len(raw) - 8):
+            return raw[8:]
     return bytes(pmt.u8vector_elements(vector))
 
 
