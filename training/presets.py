@@ -40,7 +40,7 @@ PRESETS = {
         task_scale=TASK_SCALE,
         reset_every=8, stats_frames=64, reset_codes=8, reset_mode="batch", keep_best=True),
     # The shipped model's recipe: 67.6 minutes from scratch on an idle 2-core machine with the detector at 10 epochs
-    # (session 16, training/README.md); about 4 minutes less at its 6 epochs (session 17, not timed from scratch).
+    # (session 16, training/README.md); its 6 epochs take 424 s instead of 639, about 64 minutes in all (session 17).
     "default": dict(
         data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
