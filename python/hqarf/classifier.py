@@ -78,13 +78,17 @@ class _Block(nn.Module):
         return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
 
+def unit_rms(iq: torch.Tensor) -> torch.Tensor:
+    """(B, 2, L) I/Q scaled to unit RMS per frame (silent frames left at 0): every classifier input."""
+    return iq / iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+
+
 def features(iq: torch.Tensor) -> torch.Tensor:
     """(B, 2, L) I/Q -> (B, 4, L): I, Q, amplitude and instantaneous-frequency, at unit RMS.
 
     RMS normalisation (not max) keeps the classifier indifferent to how a codec clips peaks; the
     amplitude and phase-difference channels are features convolutions find hard to build from I/Q."""
-    rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
-    iq = iq / rms
+    iq = unit_rms(iq)
     amp = iq.pow(2).sum(1, keepdim=True).sqrt()
     z = torch.complex(iq[:, 0], iq[:, 1])
     dphi = torch.angle(z[:, 1:] * z[:, :-1].conj())
@@ -103,8 +107,7 @@ def spectral_features(iq: torch.Tensor) -> torch.Tensor:
     M-PSK has a line at k = M and none below, square QAM at k = 4, a carrier at k = 1. Channel 5: the
     magnitude of the autocorrelation at lags 0..L-1 over its value at lag 0 (an OFDM cyclic prefix is a peak
     at the FFT size). A convolution branch with global pooling over them is shift-invariant, as they are."""
-    rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
-    iq = iq / rms
+    iq = unit_rms(iq)
     z = torch.complex(iq[:, 0], iq[:, 1])
     n = z.shape[-1]
     chans = []
@@ -128,8 +131,7 @@ def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) ->
     z[n + d] z*[n] for each lag d in PHASE_LAGS and k in SPECTRAL_POWERS (M-PSK's phase steps; the offset
     only turns u), and the height of the highest line of each spectrum of spectral_features (and of the
     autocorrelation beyond lag 8). `spectra`: spectral_features(iq) where the caller has them."""
-    rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
-    iq = iq / rms
+    iq = unit_rms(iq)
     amp = iq.pow(2).sum(1).sqrt()
     edges = torch.arange(1, AMPLITUDE_BINS, dtype=iq.dtype, device=iq.device) * (3.0 / AMPLITUDE_BINS)
     below = (amp[:, None, :] < edges[None, :, None]).to(iq.dtype).mean(-1)  # (B, bins - 1), rising
@@ -214,7 +216,8 @@ class ModRecNet(nn.Module):
         for block in self.stages:
             h = block(h)
             maps.append(h)
-        pooled = self.pooled(iq) if self.config.spectral_width or self.config.statistics_width else torch.cat([h.mean(-1), h.amax(-1)], 1)
+        branches = self.config.spectral_width or self.config.statistics_width
+        pooled = self.pooled(iq) if branches else torch.cat([h.mean(-1), h.amax(-1)], 1)
         return maps + [pooled, self.head(self.dropout(pooled))]
 
 
@@ -238,8 +241,7 @@ class PatchTransformerNet(nn.Module):
         self.head = nn.Linear(config.dim, config.num_classes)
 
     def pooled(self, iq: torch.Tensor) -> torch.Tensor:
-        rms = iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
-        iq = iq / rms
+        iq = unit_rms(iq)
         x = torch.cat([iq, iq.pow(2).sum(1, keepdim=True).sqrt()], 1)
         h = self.embed(x).transpose(1, 2) + self.position
         return self.norm(self.encoder(h)).mean(1)

@@ -79,7 +79,8 @@ def _width(bits: int) -> int:
 
 
 # Widths whose least common multiple with 8 fits in 64 bits: `group` indices make a whole number of
-# bytes, packed with integer shifts (6 bits: 4 indices in 3 bytes), 3-4x faster than unpacking bits.
+# bytes, packed with integer shifts (6 bits: 4 indices in 3 bytes), 2x faster than unpacking bits.
+# Every group size (1, 2, 4 or 8) divides _CHUNK_INDICES, so each chunk ends on a byte.
 _GROUP = {bits: math.lcm(bits, 8) // bits for bits in range(1, 33) if math.lcm(bits, 8) <= 64}
 
 
@@ -102,8 +103,9 @@ def pack_indices(indices: np.ndarray, bits: int) -> bytes:
     Works _CHUNK_INDICES at a time (a multiple of 8, so every chunk ends on a byte)."""
     flat = np.asarray(indices).reshape(-1)
     group = _GROUP.get(bits)
-    if group and flat.size:
-        return _pack_groups(flat, bits, group)
+    if group:
+        return b"".join(_pack_groups(flat[start:start + _CHUNK_INDICES], bits, group)
+                        for start in range(0, flat.size, _CHUNK_INDICES))
     width = _width(bits)
     big_endian = index_dtype(bits).newbyteorder(">")
     parts = []
