@@ -247,3 +247,51 @@ def test_carrier_outliers_are_reproducible_tones_and_spurs():
             heights = sorted((p[i] for i in peaks), reverse=True)
             assert len(heights) >= 2
             assert 2.0 < 10 * np.log10(heights[0] / heights[1]) < 21.0
+
+
+def _shaped(symbols: np.ndarray, sps: float, n: int = 1024, rolloff: float = 0.3) -> np.ndarray:
+    """Symbols at `sps` samples per symbol (fractional allowed), root-raised-cosine pulses: the spectrum of
+    an impulse at each symbol instant times the pulse's spectrum (a circular frame)."""
+    k = int(n / sps)
+    f = np.fft.fftfreq(n)
+    impulses = np.exp(-2j * np.pi * np.outer(f, np.arange(k) * sps)) @ symbols[:k]
+    g = np.abs(f) * sps
+    edge = np.clip((g - (1 - rolloff) / 2) / rolloff, 0, 1)
+    frame = np.fft.ifft(impulses * np.cos(0.5 * np.pi * edge) * (g <= (1 + rolloff) / 2))
+    return (frame / np.abs(frame).max()).astype(np.complex64)
+
+
+def _symbol_stats(x):
+    from gnuradio.hqarf.frames import to_iq
+    from gnuradio.hqarf.signal_features import symbol_features
+    return symbol_features(to_iq(np.asarray(x)[None], "cpu"))[0].numpy()
+
+
+def test_symbol_features_tell_16psk_from_32psk_and_see_apsk_rings():
+    """Statistics at the symbol instants (hqarf.signal_features.symbol_features): the symbol rate found,
+    |mean(v**M)| of the symbol-to-symbol phase steps large at M = 16 for 16PSK and only at M = 32 for 32PSK,
+    APSK's two rings in the amplitude spread, and none of it moved by a carrier phase or a frequency offset."""
+    from gnuradio.hqarf.signal_features import SYMBOL_BINS, SYMBOL_POWERS, SYMBOL_STATISTICS
+    rng = np.random.default_rng(11)
+    sym = rng.integers(0, 32, 600)
+    v16, v32 = 3 + SYMBOL_BINS + SYMBOL_POWERS.index(16), 3 + SYMBOL_BINS + SYMBOL_POWERS.index(32)
+    for sps in (2.6, 3.4):
+        psk16 = _shaped(np.exp(2j * np.pi * (sym % 16) / 16), sps)
+        psk32 = _shaped(np.exp(2j * np.pi * sym / 32), sps)
+        a, b = _symbol_stats(psk16), _symbol_stats(psk32)
+        assert a.shape == (SYMBOL_STATISTICS,)
+        assert a[1] == pytest.approx(1 / sps, rel=0.01) and b[1] == pytest.approx(1 / sps, rel=0.01)
+        assert a[v16] > 0.8 and a[v32] > 0.8
+        assert b[v16] < 0.25 and b[v32] > 0.6
+        assert a[2] < 0.1  # one ring: the symbols' amplitude spread is small
+        # carrier phase and a 0.7 % offset: the same statistics
+        c = _symbol_stats(D.frequency_shift(psk16, 0.007, phase=2.3))
+        np.testing.assert_allclose(c[[1, 2, v16, v32]], a[[1, 2, v16, v32]], atol=0.05)
+    # 4+12 APSK (rings at radii 1 and 2.6): a spread PSK never has, and a histogram with two modes
+    ring = np.where(sym % 16 < 4, 1.0, 2.6)
+    angle = np.where(sym % 16 < 4, np.pi / 4 + (sym % 4) * np.pi / 2, np.pi / 12 + (sym % 12) * np.pi / 6)
+    apsk = _symbol_stats(_shaped(ring * np.exp(1j * angle), 3.0))
+    assert apsk[2] > 0.25
+    hist = apsk[3:3 + SYMBOL_BINS]
+    assert hist.sum() == pytest.approx(1.0, abs=1e-5)
+    assert hist[:SYMBOL_BINS // 2].sum() > 0.1 and hist[SYMBOL_BINS // 2:].sum() > 0.5

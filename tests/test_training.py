@@ -224,6 +224,7 @@ def test_direct_decoder_keeps_the_epoch_its_selection_names(monkeypatch, tmp_pat
     from training import stages
     from training.common import Dist, RunLog
     from gnuradio.hqarf.classifier import ClassifierConfig, build_network
+    from gnuradio.hqarf.frames import to_iq
     from gnuradio.hqarf.model import HQARF, HQARFConfig
     from training.presets import PRESETS
 
@@ -236,7 +237,9 @@ def test_direct_decoder_keeps_the_epoch_its_selection_names(monkeypatch, tmp_pat
     data = {"train": (x, np.zeros(32, np.int64)), "val": (x[:8], np.zeros(8, np.int64))}
     seen, calls = [], iter(scores)
 
-    def fake_validate(model, lvl, quantize, xv, yv, ctx, classifier, critics=()):
+    def fake_validate(model, lvl, quantize, xv, yv, ctx, classifier, critics=(), codes=None):
+        # the frozen encoders' codes, computed once for every validation
+        assert codes is not None and torch.equal(torch.cat(codes), model.encode(to_iq(xv, "cpu"), lvl))
         seen.append({k: v.clone() for k, v in model.direct["0"].state_dict().items()})
         assert bool(critics) == (select == "critics")
         project, critic = next(calls)
@@ -415,6 +418,38 @@ def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):
     # a run directory that already holds checkpoints is refused
     proc = run_train("--preset", "smoke", "--run-dir", str(run_dir), "--init-from", str(smoke_run / "model"))
     assert proc.returncode != 0 and "already holds" in proc.stderr + proc.stdout
+
+
+def test_task_term_reads_the_classifier_posteriors_of_the_originals_computed_once():
+    """The classifier's view of the original frames is the same in every step of every chain stage
+    (frozen classifier, fixed training frames): train_log_posterior computes it once per run, and the
+    task term with it equals the term computed per batch."""
+    import torch
+    from training.common import Dist
+    from training.levels import LevelObjective, level_coefficients, train_log_posterior
+    from training.presets import PRESETS
+    from gnuradio.hqarf.classifier import ClassifierConfig, build_network
+    from gnuradio.hqarf.frames import to_iq
+    from gnuradio.hqarf.model import HQARF, HQARFConfig
+    cfg = PRESETS["smoke"]
+    torch.manual_seed(0)
+    model = HQARF(HQARFConfig(**cfg["codec"])).eval()
+    classifier = build_network(ClassifierConfig(num_classes=6, **cfg["classifier"])).eval().requires_grad_(False)
+    rng = np.random.default_rng(3)
+    x = ((rng.standard_normal((12, 1024)) + 1j * rng.standard_normal((12, 1024))) * 0.3).astype(np.complex64)
+    data = {"train": (x, np.zeros(12, np.int64))}
+    logp = train_log_posterior(data, classifier, Dist("cpu"), batch=5)
+    assert logp.shape == (12, 6) and train_log_posterior(data, classifier, Dist("cpu")) is logp  # cached
+    iq = to_iq(x, "cpu")
+    torch.testing.assert_close(logp, torch.log_softmax(classifier(iq), -1), atol=1e-5, rtol=1e-5)
+    objective = LevelObjective(model, 2, True, {**level_coefficients(cfg, "hqarf_nokl", 2), "task_frames": 4},
+                               classifier)
+    idx = np.array([7, 2, 9, 0, 5, 11])
+    torch.manual_seed(1)
+    _, inside, _ = objective(iq[idx], tau=0.5)
+    torch.manual_seed(1)
+    _, given, _ = objective(iq[idx], tau=0.5, log_posterior=logp[torch.as_tensor(idx)])
+    assert inside["task"] > 0 and given["task"] == pytest.approx(inside["task"], rel=1e-4)
 
 
 def test_code_class_term_trains_a_head_on_the_codes_not_saved_with_the_model():

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from gnuradio.hqarf.frames import to_iq
 from gnuradio.hqarf.model import HQARF
-from training.common import Dist, RunLog, batches, learning_rate, maybe_ddp, per_level, temperature
+from training.common import INFERENCE_BATCH, Dist, RunLog, batches, learning_rate, maybe_ddp, per_level, temperature
 
 
 class CodeClassHead(nn.Module):
@@ -71,7 +71,9 @@ class LevelObjective(nn.Module):
             z = lvl.restore(lvl.decoder(z))
         return z
 
-    def forward(self, x, tau: float):
+    def forward(self, x, tau: float, log_posterior: torch.Tensor | None = None):
+        """`log_posterior`: the frozen classifier's log-posteriors of the frames `x` where the caller has
+        them (train_log_posterior); computed here otherwise."""
         lvl = self.model.levels[self.level]
         c = self.coefs
         target = lvl.prepare(self.lower_latent(x))
@@ -91,8 +93,7 @@ class LevelObjective(nn.Module):
         parts = {"mse": mse.item() / dims, "cos": cos.item() / dims, "kl": kl.item() / dims,
                  "commit": commit.item() / dims}
         if self.code_head is not None:
-            with torch.no_grad():
-                p_all = torch.log_softmax(self.classifier(x), -1)
+            p_all = self.original_log_posterior(x, log_posterior)
             code = F.kl_div(torch.log_softmax(self.code_head(z_q), -1), p_all, log_target=True, reduction="batchmean")
             loss = loss + c["code_class"] * code
             parts["code_class"] = code.item()
@@ -101,13 +102,31 @@ class LevelObjective(nn.Module):
             # I/Q and the classifier cost several times the level itself.
             n = min(len(x), int(c.get("task_frames") or len(x)))
             xhat = self.decode_below(lvl.restore(y[:n]))
-            with torch.no_grad():
-                p_orig = torch.log_softmax(self.classifier(x[:n]), -1)
+            p_orig = self.original_log_posterior(x[:n], None if log_posterior is None else log_posterior[:n])
             log_q = torch.log_softmax(self.classifier(xhat), -1)
             task = F.kl_div(log_q, p_orig, log_target=True, reduction="batchmean")
             loss = loss + c["task"] * task
             parts["task"] = task.item()
         return loss, parts, idx
+
+    @torch.no_grad()
+    def original_log_posterior(self, x, given: torch.Tensor | None) -> torch.Tensor:
+        return given if given is not None else torch.log_softmax(self.classifier(x), -1)
+
+
+@torch.no_grad()
+def train_log_posterior(data: dict, classifier: nn.Module, ctx: Dist, batch: int = INFERENCE_BATCH) -> torch.Tensor:
+    """The frozen classifier's log-posteriors of the training frames (N, classes), computed once per run and
+    kept in `data`: the frames and the classifier are the same in every level of every chain stage, and
+    computing them per batch was a tenth of a level's step time (session 18)."""
+    cached = data.get("train_log_posterior")
+    if cached is None or cached[0] is not classifier:
+        classifier.eval()
+        x = data["train"][0]
+        logp = torch.cat([torch.log_softmax(classifier(to_iq(x[i:i + batch], ctx.device)), -1)
+                          for i in range(0, len(x), batch)])
+        cached = data["train_log_posterior"] = (classifier, logp)
+    return cached[1]
 
 
 def perplexity(idx: torch.Tensor, k: int) -> tuple[float, int]:
@@ -199,6 +218,8 @@ def train_level(model: HQARF, level: int, stage: str, data: dict, cfg: dict, ctx
         trainable = trainable + list(objective.code_head.parameters())
     epochs = cfg.get("epochs_override") or per_level(cfg["level_epochs"][stage], level)
     run = LevelRun(objective, trainable, cfg, ctx, epochs * max(1, (len(x) // ctx.world) // cfg["batch"]))
+    if objective.classifier is not None:
+        run.log_posterior = train_log_posterior(data, objective.classifier, ctx)
     # Model selection on the validation split: keep the epoch whose reconstructions the classifier
     # recognises best. In a fine-tuning stage (a trained level, no fresh codebook) the starting point
     # is a candidate too, so the stage can only keep or improve the level's validation accuracy.
@@ -239,6 +260,7 @@ class LevelRun:
         self.objective, self.trainable, self.cfg, self.ctx = objective, trainable, cfg, ctx
         self.wrapped = maybe_ddp(objective, ctx)
         self.total, self.step, self.tau = total_steps, 0, None
+        self.log_posterior = None  # the classifier's log-posteriors of the training frames, where the objective uses them
         self.opt = torch.optim.Adam(trainable, lr=cfg["lr"])
         level = objective.level
         self.reset_codes = per_level(cfg.get("reset_codes", 1), level)
@@ -253,7 +275,8 @@ class LevelRun:
             for g in self.opt.param_groups:
                 g["lr"] = learning_rate(self.step, self.total, cfg["lr"], cfg["lr"] / 10)
             self.tau = temperature(self.step, self.total)
-            loss, parts, _ = self.wrapped(to_iq(x[idx], ctx.device), self.tau)
+            logp = None if self.log_posterior is None else self.log_posterior[torch.as_tensor(idx)]
+            loss, parts, _ = self.wrapped(to_iq(x[idx], ctx.device), self.tau, logp)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
@@ -269,19 +292,30 @@ class LevelRun:
         return {k: ctx.all_reduce_mean(v / n) for k, v in sums.items()}
 
 
+VALIDATION_CHUNK = INFERENCE_BATCH
+
+
+@torch.no_grad()
+def validation_codes(model: HQARF, level: int, xv: np.ndarray, ctx: Dist) -> list:
+    """The validation frames' level-`level` indices, chunk by chunk as validate_level encodes them."""
+    model.eval()
+    return [model.encode(to_iq(xv[i:i + VALIDATION_CHUNK], ctx.device), level) for i in range(0, len(xv), VALIDATION_CHUNK)]
+
+
 @torch.no_grad()
 def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv: np.ndarray, ctx: Dist,
-                   classifier: nn.Module | None, critics=()) -> dict:
+                   classifier: nn.Module | None, critics=(), codes: list | None = None) -> dict:
     """Reconstruction SNR of frames from this level, codebook use, and ModRec accuracy on them (of the
-    project classifier; with `critics`, their mean accuracy too, as val_accuracy_critics)."""
+    project classifier; with `critics`, their mean accuracy too, as val_accuracy_critics). `codes`: the
+    frames' indices per chunk of VALIDATION_CHUNK (validation_codes) where the encoders are frozen."""
     model.eval()
     out: dict = {}
-    recon, codes = [], []
-    for i in range(0, len(xv), 256):
-        iq = to_iq(xv[i:i + 256], ctx.device)
+    recon, used = [], []
+    for j, i in enumerate(range(0, len(xv), VALIDATION_CHUNK)):
+        iq = to_iq(xv[i:i + VALIDATION_CHUNK], ctx.device)
         if quantize:
-            idx = model.encode(iq, level)
-            codes.append(idx)
+            idx = model.encode(iq, level) if codes is None else codes[j]
+            used.append(idx)
             recon.append(model.decode(idx, level))
         else:
             recon.append(model.reconstruct_continuous(iq, level))
@@ -289,12 +323,12 @@ def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv:
     xt = to_iq(xv, ctx.device)
     out["val_snr_db"] = float(10 * torch.log10(xt.pow(2).sum() / (xhat - xt).pow(2).sum().clamp_min(1e-20)))
     if quantize:
-        ppl, dead = perplexity(torch.cat(codes), model.config.codebook_size)
+        ppl, dead = perplexity(torch.cat(used), model.config.codebook_size)
         out["val_perplexity"], out["val_dead_codes"] = ppl, dead
 
     def accuracy_of(net: nn.Module) -> float:
         net.eval()
-        pred = torch.cat([net(xhat[i:i + 512]).argmax(-1) for i in range(0, len(xhat), 512)])
+        pred = torch.cat([net(xhat[i:i + INFERENCE_BATCH]).argmax(-1) for i in range(0, len(xhat), INFERENCE_BATCH)])
         return float((pred.cpu().numpy() == yv).mean())
 
     if classifier is not None:

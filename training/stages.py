@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 
 from gnuradio.hqarf.frames import to_iq
 from gnuradio.hqarf.model import HQARF
-from training.common import Dist, RunLog, batches, learning_rate, maybe_ddp, per_level
+from training.common import INFERENCE_BATCH, Dist, RunLog, batches, learning_rate, maybe_ddp, per_level
 from training.data import Impairments, impair
-from training.levels import validate_level
+from training.levels import validate_level, validation_codes
 
 
 # -- classifier -----------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def augment_view(iq: torch.Tensor, gen: torch.Generator, cfg: dict) -> torch.Ten
     return iq if max_offset is None else random_rotation([iq], gen, max_offset)[0]
 
 
-def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = 512) -> float:
+def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = INFERENCE_BATCH) -> float:
     net.eval()
     correct = 0
     with torch.inference_mode():
@@ -320,8 +320,11 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     opt = torch.optim.Adam(trainable, lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
+    codes = validation_codes(model, level, xv, ctx)  # the encoders are frozen: encode the validation frames once
+
     def validate():
-        out = validate_level(model, level, True, xv, yv, ctx, classifier, objective.critics if select == "critics" else ())
+        out = validate_level(model, level, True, xv, yv, ctx, classifier, objective.critics if select == "critics" else (),
+                             codes=codes)
         g.train()
         return out
 
@@ -376,8 +379,8 @@ def train_semantic(model: HQARF, data: dict, cfg: dict, ctx: Dist, log: RunLog, 
 
     @torch.no_grad()
     def latents(frames):
-        return torch.cat([model.encode_continuous(to_iq(frames[i:i + 512], ctx.device), source)
-                          for i in range(0, len(frames), 512)])
+        return torch.cat([model.encode_continuous(to_iq(frames[i:i + INFERENCE_BATCH], ctx.device), source)
+                          for i in range(0, len(frames), INFERENCE_BATCH)])
 
     # A share of frames with a static carrier (clean, a random phase, no frequency offset: a locked
     # receiver), in training and validation: the receiver model's offset turns every other frame's

@@ -20,6 +20,9 @@ from . import weights as weights_io
 from .codec import CHUNK
 from .frames import as_frames, iq_array, to_iq
 from .runtime import DEFAULT_RUNTIME, Runtime
+from .signal_features import (AMPLITUDE_BINS, PHASE_LAGS, SPECTRAL_POWERS, STATISTICS,  # noqa: F401 (re-exported)
+                              SYMBOL_STATISTICS, _integer_power, features, spectral_features, statistic_features,
+                              symbol_features, unit_rms)
 
 
 ARCHITECTURES = ("cnn", "transformer")
@@ -44,6 +47,8 @@ class ClassifierConfig:
     # cnn only: width of a small layer over per-frame statistics (statistic_features: amplitude histogram,
     # phase-difference moments, spectral line heights); 0 = none
     statistics_width: int = 0
+    # cnn only, with statistics_width: statistics at the symbol instants among them (symbol_features)
+    symbol_statistics: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -78,92 +83,6 @@ class _Block(nn.Module):
         return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
 
-def unit_rms(iq: torch.Tensor) -> torch.Tensor:
-    """(B, 2, L) I/Q scaled to unit RMS per frame (silent frames left at 0): every classifier input."""
-    return iq / iq.pow(2).sum(1, keepdim=True).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
-
-
-def features(iq: torch.Tensor) -> torch.Tensor:
-    """(B, 2, L) I/Q -> (B, 4, L): I, Q, amplitude and instantaneous-frequency, at unit RMS.
-
-    RMS normalisation (not max) keeps the classifier indifferent to how a codec clips peaks; the
-    amplitude and phase-difference channels are features convolutions find hard to build from I/Q."""
-    iq = unit_rms(iq)
-    amp = iq.pow(2).sum(1, keepdim=True).sqrt()
-    z = torch.complex(iq[:, 0], iq[:, 1])
-    dphi = torch.angle(z[:, 1:] * z[:, :-1].conj())
-    dphi = F.pad(dphi, (1, 0))[:, None] * (amp > 0.05)
-    return torch.cat([iq, amp, dphi], 1)
-
-
-SPECTRAL_POWERS = (1, 2, 4, 8, 16)
-
-
-def spectral_features(iq: torch.Tensor) -> torch.Tensor:
-    """(B, 2, L) I/Q -> (B, 6, L): what a carrier phase and a frequency offset cannot change.
-
-    Channels 0-4: log(1 + S) of the power spectrum S of z**k for k in SPECTRAL_POWERS (z the frame at unit
-    RMS), each divided by its mean, so a spectral line has the same height wherever the offset puts it:
-    M-PSK has a line at k = M and none below, square QAM at k = 4, a carrier at k = 1. Channel 5: the
-    magnitude of the autocorrelation at lags 0..L-1 over its value at lag 0 (an OFDM cyclic prefix is a peak
-    at the FFT size). A convolution branch with global pooling over them is shift-invariant, as they are."""
-    iq = unit_rms(iq)
-    z = torch.complex(iq[:, 0], iq[:, 1])
-    n = z.shape[-1]
-    chans = []
-    for k in SPECTRAL_POWERS:
-        power = torch.fft.fft(_integer_power(z, k)).abs().pow(2)
-        chans.append(torch.log1p(power / power.mean(-1, keepdim=True).clamp_min(1e-12)))
-    spectrum = torch.fft.fft(z, 2 * n).abs().pow(2)
-    r = torch.fft.ifft(spectrum.to(torch.complex64)).abs()[:, :n]
-    chans.append(r / r[:, :1].clamp_min(1e-12))
-    return torch.stack(chans, 1)
-
-
-AMPLITUDE_BINS = 16          # over |z| / rms in [0, 3), the last bin holding everything above
-PHASE_LAGS = (1, 2, 3, 4)
-
-
-def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, 2, L) I/Q -> (B, N): per-frame statistics that a carrier phase and a frequency offset do not
-    change and that a convolution stack builds poorly: the histogram of the amplitude at unit RMS
-    (AMPLITUDE_BINS; APSK's rings, a carrier's constant envelope), |mean(u**k)| of the unit phasor u of
-    z[n + d] z*[n] for each lag d in PHASE_LAGS and k in SPECTRAL_POWERS (M-PSK's phase steps; the offset
-    only turns u), and the height of the highest line of each spectrum of spectral_features (and of the
-    autocorrelation beyond lag 8). `spectra`: spectral_features(iq) where the caller has them."""
-    iq = unit_rms(iq)
-    amp = iq.pow(2).sum(1).sqrt()
-    edges = torch.arange(1, AMPLITUDE_BINS, dtype=iq.dtype, device=iq.device) * (3.0 / AMPLITUDE_BINS)
-    below = (amp[:, None, :] < edges[None, :, None]).to(iq.dtype).mean(-1)  # (B, bins - 1), rising
-    ones = torch.ones_like(below[:, :1])
-    hist = torch.cat([below, ones], 1) - torch.cat([torch.zeros_like(ones), below], 1)
-    z = torch.complex(iq[:, 0], iq[:, 1])
-    moments = []
-    for d in PHASE_LAGS:
-        u = z[:, d:] * z[:, :-d].conj()
-        u = u / u.abs().clamp_min(1e-6)
-        for k in SPECTRAL_POWERS:
-            moments.append(_integer_power(u, k).mean(-1).abs())
-    spectra = spectral_features(iq) if spectra is None else spectra
-    lines = torch.cat([spectra[:, :-1].amax(-1), spectra[:, -1, 8:].amax(-1, keepdim=True)], 1)
-    return torch.cat([hist, torch.stack(moments, 1), lines], 1)
-
-
-STATISTICS = AMPLITUDE_BINS + len(PHASE_LAGS) * len(SPECTRAL_POWERS) + len(SPECTRAL_POWERS) + 1
-
-
-def _integer_power(z: torch.Tensor, k: int) -> torch.Tensor:
-    """z ** k for a positive integer k by repeated squaring: complex multiplies, where torch's complex
-    pow goes through exp and log (30x slower on the CPU, and less exact)."""
-    result, base = None, z
-    while k:
-        if k & 1:
-            result = base if result is None else result * base
-        k >>= 1
-        if k:
-            base = base * base
-    return result
-
 
 class ModRecNet(nn.Module):
     def __init__(self, config: ClassifierConfig = ClassifierConfig()):
@@ -185,8 +104,8 @@ class ModRecNet(nn.Module):
                 nn.ReLU(), _Block(w, w, 2), _Block(w, 2 * w, 2))
             width += 4 * w
         if config.statistics_width:
-            self.statistics = nn.Sequential(nn.BatchNorm1d(STATISTICS), nn.Linear(STATISTICS, config.statistics_width),
-                                            nn.ReLU())
+            count = STATISTICS + (SYMBOL_STATISTICS if config.symbol_statistics else 0)
+            self.statistics = nn.Sequential(nn.BatchNorm1d(count), nn.Linear(count, config.statistics_width), nn.ReLU())
             width += config.statistics_width
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, config.num_classes)
@@ -205,7 +124,10 @@ class ModRecNet(nn.Module):
             s = self.spectral(spectra)
             out += [s.mean(-1), s.amax(-1)]
         if self.config.statistics_width:
-            out.append(self.statistics(statistic_features(iq, spectra)))
+            stats = statistic_features(iq, spectra)
+            if self.config.symbol_statistics:
+                stats = torch.cat([stats, symbol_features(iq)], 1)
+            out.append(self.statistics(stats))
         return torch.cat(out, 1)
 
     def feature_maps(self, iq: torch.Tensor) -> list[torch.Tensor]:
