@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Receiver impairments (training/data.py) and the salient signal properties (training/signal_properties.py),
+"""Receiver impairments (training/impairments.py) and the salient signal properties (training/signal_properties.py),
 on hand-made signals with known answers."""
 import dataclasses
 

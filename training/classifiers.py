@@ -95,11 +95,11 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
         xv, _ = generate("val", max(1, per_class // 4), DataConfig(classes=kinds), cache_dir=args.data_cache,
                          progress=ctx.main)
         n_noise = int(cfg.get("noise_outliers", 0))
-        if n_noise:  # an empty channel: noise alone, white and band-limited (training/data.py noise_frames)
+        if n_noise:  # an empty channel: noise alone, white and band-limited (training/impairments.py noise_frames)
             xo = np.concatenate([xo, noise_frames("train", n_noise, xo.shape[-1])[0]])
             xv = np.concatenate([xv, noise_frames("val", max(1, n_noise // 4), xv.shape[-1])[0]])
         n_carrier = int(cfg.get("carrier_outliers", 0))
-        if n_carrier:  # unmodulated carriers (CW, spurs): training/data.py carrier_frames
+        if n_carrier:  # unmodulated carriers (CW, spurs): training/impairments.py carrier_frames
             xo = np.concatenate([xo, carrier_frames("train", n_carrier, xo.shape[-1])[0]])
             xv = np.concatenate([xv, carrier_frames("val", max(1, n_carrier // 4), xv.shape[-1])[0]])
         imp = preset_impairments(cfg)

@@ -66,7 +66,7 @@ PRESETS = {
         # ... and 1000 training frames per level as the codec reconstructs them, under their own classes
         # (without them the detector flagged 11-41 % of in-set reconstructions as unknown).
         detector_reconstructions=1000,
-        # Receiver impairments (training/data.py Impairments: SNR 0-30 dB with 20 % clean frames,
+        # Receiver impairments (training/impairments.py Impairments: SNR 0-30 dB with 20 % clean frames,
         # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.
         impairments={}, classifier_rotate=0.01,
         # Codec v2 (training/README.md, trials at level 2): 2 epochs of 100 steps of 32 frames per level,
