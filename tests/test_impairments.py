@@ -73,22 +73,6 @@ def test_impairments_are_a_pure_function_of_split_and_index():
     assert np.all(np.isinf(snr)) and not D.Impairments.none().active and imp.active
 
 
-@pytest.mark.parametrize("imp", [D.Impairments(), D.Impairments(multipath_probability=0.5, multipath_taps=4),
-                                 D.Impairments(random_phase=False, timing_offset=False, clean_fraction=0.0),
-                                 D.Impairments.none()])
-def test_impair_in_blocks_is_impair_frame_one_frame_at_a_time(imp, monkeypatch):
-    """impair() does the receiver model's arithmetic on blocks of frames: each frame as impair_frame makes
-    it from the frame's own stream, whatever block it falls in."""
-    from training import impairments
-    monkeypatch.setattr(impairments, "_IMPAIR_BLOCK", 4)  # blocks of 4: one frame alone at the end
-    x = np.stack([qpsk(1024, seed=i) for i in range(9)]) * np.linspace(0.2, 1.0, 9)[:, None]
-    frames, snr = D.impair(x, "val", imp, first_index=40)
-    for i in range(len(x)):
-        one, one_snr = D.impair_frame(x[i], D.impair_rng("val", 40 + i), imp)
-        np.testing.assert_allclose(frames[i], one, rtol=0, atol=2e-7)
-        assert snr[i] == one_snr
-
-
 def test_switching_one_impairment_off_keeps_the_others_draws():
     x = qpsk()[None]
     with_phase = D.impair(x, "test", dataclasses.replace(D.Impairments(), timing_offset=False, clean_fraction=1.0))[0]

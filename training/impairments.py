@@ -173,59 +173,14 @@ def carrier_frames(split: str, n: int, frame_len: int = 1024) -> tuple[np.ndarra
 
 
 def impair(x: np.ndarray, split: str, imp: Impairments, first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``first_index ...`` of ``split`` through the receiver model: (complex64 frames with max |x| = 1,
-    SNR dB per frame). The same frames as :func:`impair_frame` one at a time (the same draws from each
-    frame's stream, within float rounding), the arithmetic done on blocks of frames: 3-4x as fast, and the
-    token head's training re-impairs its 18 000 frames every epoch."""
-    x = np.asarray(x)
+    """Frames ``first_index ...`` of ``split`` through :func:`impair_frame`: (frames, SNR dB per frame). Frame by
+    frame: each frame's own random stream costs as much as its arithmetic (a version on blocks of 512 frames
+    took as long, session 18)."""
     out = np.empty((len(x), x.shape[-1]), np.complex64)
-    snr = np.full(len(x), math.inf)
-    for start in range(0, len(x), _IMPAIR_BLOCK):
-        block = x[start:start + _IMPAIR_BLOCK]
-        out[start:start + len(block)], snr[start:start + len(block)] = _impair_block(block, split, imp, first_index + start)
+    snr = np.empty(len(x))
+    for i, frame in enumerate(x):
+        out[i], snr[i] = impair_frame(frame, impair_rng(split, first_index + i), imp)
     return out, snr
-
-
-_IMPAIR_BLOCK = 512
-
-
-def _impair_block(x: np.ndarray, split: str, imp: Impairments, first_index: int) -> tuple[np.ndarray, np.ndarray]:
-    n, length = x.shape
-    taps = max(1, imp.multipath_taps - 1)
-    draws, mp_taps = np.empty((n, 6)), np.empty((n, 2, taps))
-    noise = np.empty((n, 2, length))
-    for i in range(n):  # each frame's own stream, drawn in impair_frame's order
-        rng = impair_rng(split, first_index + i)
-        draws[i], mp_taps[i], noise[i] = rng.random(6), rng.standard_normal((2, taps)), rng.standard_normal((2, length))
-    delay, u_mp, phase, u_f, u_clean, u_snr = draws.T
-    y = x.astype(np.complex128)
-    if imp.timing_offset:  # fractional_delay per frame: a 17-tap windowed sinc, "same" convolution
-        k = np.arange(_DELAY_TAPS) - (_DELAY_TAPS - 1) / 2
-        h = np.sinc(k[None] - delay[:, None]) * np.hanning(_DELAY_TAPS + 2)[1:-1]
-        h /= h.sum(-1, keepdims=True)
-        half = (_DELAY_TAPS - 1) // 2
-        padded = np.pad(y, ((0, 0), (half, half)))
-        y = sum(h[:, j, None] * padded[:, 2 * half - j:2 * half - j + length] for j in range(_DELAY_TAPS))
-    if imp.multipath_taps > 1:
-        hit = u_mp < imp.multipath_probability
-        if hit.any():
-            echoes = (mp_taps[:, 0] + 1j * mp_taps[:, 1]) * 0.5 ** np.arange(1, imp.multipath_taps) / np.sqrt(2)
-            through = y.copy()
-            for t in range(1, imp.multipath_taps):
-                through[:, t:] += echoes[:, t - 1, None] * y[:, :-t]
-            y = np.where(hit[:, None], through, y)
-    offset = (2 * u_f - 1) * imp.max_freq_offset
-    turn = 2 * np.pi * phase if imp.random_phase else np.zeros(n)
-    y = y * np.exp(1j * (2 * np.pi * offset[:, None] * np.arange(length) + turn[:, None]))
-    snr = np.full(n, math.inf)
-    if math.isfinite(imp.snr_db_min):
-        noisy = u_clean >= imp.clean_fraction
-        snr[noisy] = imp.snr_db_min + u_snr[noisy] * (imp.snr_db_max - imp.snr_db_min)
-        power = np.mean(np.abs(y) ** 2, axis=-1)
-        scale = np.where(noisy, np.sqrt(power / 10 ** (np.where(noisy, snr, 0.0) / 10) / 2), 0.0)
-        y = y + scale[:, None] * (noise[:, 0] + 1j * noise[:, 1])
-    peak = np.abs(y).max(-1, keepdims=True)
-    return (y / np.where(peak > 0, peak, 1.0)).astype(np.complex64), snr
 
 
 def preset_impairments(cfg: dict) -> Impairments | None:
