@@ -267,7 +267,8 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     from training import robustness
 
     report = robustness.run(smoke_run / "model", tmp_path, per_class=1, snrs=[0.0, 20.0], ood_per_kind=2,
-                            say=lambda _: None)
+                            say=lambda _: None, flag_per_class=2)
+    assert report["out_of_set"]["in_set_frames"] == 12  # the flag's in-set frames: 2 per class
     sweep = report["accuracy_vs_snr"]
     assert sweep["snr_db"] == [0.0, 20.0] and set(sweep["variants"]) == {"awgn", "awgn+phase+offset"}
     for res in sweep["variants"].values():
