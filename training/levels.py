@@ -310,20 +310,19 @@ def validate_level(model: HQARF, level: int, quantize: bool, xv: np.ndarray, yv:
     frames' indices per chunk of VALIDATION_CHUNK (validation_codes) where the encoders are frozen."""
     model.eval()
     out: dict = {}
-    recon, used = [], []
+    if quantize and codes is None:
+        codes = validation_codes(model, level, xv, ctx)
+    recon = []
     for j, i in enumerate(range(0, len(xv), VALIDATION_CHUNK)):
-        iq = to_iq(xv[i:i + VALIDATION_CHUNK], ctx.device)
         if quantize:
-            idx = model.encode(iq, level) if codes is None else codes[j]
-            used.append(idx)
-            recon.append(model.decode(idx, level))
+            recon.append(model.decode(codes[j], level))
         else:
-            recon.append(model.reconstruct_continuous(iq, level))
+            recon.append(model.reconstruct_continuous(to_iq(xv[i:i + VALIDATION_CHUNK], ctx.device), level))
     xhat = torch.cat(recon)
     xt = to_iq(xv, ctx.device)
     out["val_snr_db"] = float(10 * torch.log10(xt.pow(2).sum() / (xhat - xt).pow(2).sum().clamp_min(1e-20)))
     if quantize:
-        ppl, dead = perplexity(torch.cat(used), model.config.codebook_size)
+        ppl, dead = perplexity(torch.cat(codes), model.config.codebook_size)
         out["val_perplexity"], out["val_dead_codes"] = ppl, dead
 
     def accuracy_of(net: nn.Module) -> float:

@@ -64,10 +64,7 @@ def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) ->
     autocorrelation beyond lag 8). `spectra`: spectral_features(iq) where the caller has them."""
     iq = unit_rms(iq)
     amp = iq.pow(2).sum(1).sqrt()
-    edges = torch.arange(1, AMPLITUDE_BINS, dtype=iq.dtype, device=iq.device) * (3.0 / AMPLITUDE_BINS)
-    below = (amp[:, None, :] < edges[None, :, None]).to(iq.dtype).mean(-1)  # (B, bins - 1), rising
-    ones = torch.ones_like(below[:, :1])
-    hist = torch.cat([below, ones], 1) - torch.cat([torch.zeros_like(ones), below], 1)
+    hist = _histogram(amp, AMPLITUDE_BINS, 3.0)
     z = torch.complex(iq[:, 0], iq[:, 1])
     moments = []
     for d in PHASE_LAGS:
@@ -83,6 +80,19 @@ def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) ->
 STATISTICS = AMPLITUDE_BINS + len(PHASE_LAGS) * len(SPECTRAL_POWERS) + len(SPECTRAL_POWERS) + 1
 
 
+def _histogram(values: torch.Tensor, bins: int, top: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) -> (B, bins): the share of each frame's values in `bins` equal bins over [0, top), the last bin
+    holding everything above; `weight` (B, N) of 0 and 1 leaves values out."""
+    edges = torch.arange(1, bins, dtype=values.dtype, device=values.device) * (top / bins)
+    under = (values[:, None, :] < edges[None, :, None]).to(values.dtype)  # (B, bins - 1, N)
+    if weight is None:
+        below = under.mean(-1)
+    else:
+        below = (under * weight[:, None]).sum(-1) / weight.sum(-1, keepdim=True).clamp_min(1)
+    ones = torch.ones_like(below[:, :1])
+    return torch.cat([below, ones], 1) - torch.cat([torch.zeros_like(ones), below], 1)
+
+
 def _power_chain(z: torch.Tensor, exponents) -> dict:
     """{k: z ** k} for the positive integers `exponents`, each from two powers already made where it can
     be (z**12 = z**8 z**4): one complex multiply apiece instead of a repeated squaring each."""
@@ -91,7 +101,7 @@ def _power_chain(z: torch.Tensor, exponents) -> dict:
         if k in powers:
             continue
         pair = next(((a, k - a) for a in sorted(powers, reverse=True) if k - a in powers), None)
-        if pair is None:  # not a sum of two made ones: square up to the largest power of two below k
+        if pair is None:  # not a sum of two made ones: by repeated squaring
             powers[k] = _integer_power(z, k)
         else:
             powers[k] = powers[pair[0]] * powers[pair[1]]
@@ -127,9 +137,10 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     0.2-0.5 cycles per sample (its height over the band's RMS, and the rate, are features), a root-raised-
     cosine matched filter at that rate (and, for rectangular pulses, no filter), the timing from the phase of
     the filtered envelope's line, then for each filter and each of SYMBOL_PHASES timing phases around that
-    timing the symbols (linear interpolation of the 4x upsampled output) and |mean(v**M)| of the unit phasor v of s[m + 1] s*[m] for M in
-    SYMBOL_POWERS (M-PSK's steps are multiples of 2 pi / M), the largest over the phases kept; and the
-    amplitude histogram and spread of the symbols at the phase with the least spread (APSK's rings). A
+    timing the symbols (linear interpolation of the 4x upsampled output) and |mean(v**M)| of the unit phasor v
+    of s[m + 1] s*[m] for M in SYMBOL_POWERS (M-PSK's steps are multiples of 2 pi / M), the largest over filters
+    and phases kept; and the amplitude histogram and spread of the symbols where the spread is least
+    (APSK's rings). A
     carrier phase or a frequency offset turns every v alike, so none of it changes with them."""
     iq = unit_rms(iq)
     z = torch.complex(iq[:, 0], iq[:, 1])
@@ -157,7 +168,7 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     wide = torch.zeros(b, 2, _UPSAMPLE * n, dtype=spectrum.dtype, device=iq.device)
     for j, spec_j in enumerate((filtered, spectrum)):
         wide[:, j, :half], wide[:, j, -half:] = spec_j[:, :half], spec_j[:, -half:]
-    y = torch.fft.ifft(wide)                                                 # (B, 2, 8 n)
+    y = torch.fft.ifft(wide)                                                 # (B, 2, 4 n)
     # the timing: the phase of the filtered envelope's line at the symbol rate (its peaks at the symbols)
     period = 1.0 / rate                                                      # samples per symbol, (B,)
     env = y[:, 0, ::_UPSAMPLE].abs().pow(2)
@@ -176,7 +187,7 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     frac = (pos - i0).to(real).repeat(1, 2, 1)
     i0 = i0.long().reshape(b, 1, -1).expand(b, 2, -1)
     s = (y.gather(2, i0).reshape(frac.shape) * (1 - frac) + y.gather(2, i0 + 1).reshape(frac.shape) * frac)
-    count = valid.sum(-1).clamp_min(2)                                       # (B, P)
+    count = valid.sum(-1).clamp_min(2)                                       # (B, 2 P)
     amp = s.abs()
     rms = (amp.pow(2) * valid).sum(-1).div(count).sqrt().clamp_min(1e-12)
     amp = amp / rms[..., None]
@@ -192,9 +203,5 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     best = spread.argmin(1)                                                  # (B,)
     amp_best = amp[torch.arange(b), best]
     valid_best = valid[torch.arange(b), best]
-    edges = torch.arange(1, SYMBOL_BINS, dtype=real, device=iq.device) * (2.0 / SYMBOL_BINS)
-    below = ((amp_best[:, None, :] < edges[None, :, None]).to(real) * valid_best[:, None]).sum(-1)
-    below = below / valid_best.sum(-1, keepdim=True).clamp_min(1)
-    ones = torch.ones_like(below[:, :1])
-    hist = torch.cat([below, ones], 1) - torch.cat([torch.zeros_like(ones), below], 1)
+    hist = _histogram(amp_best, SYMBOL_BINS, 2.0, valid_best)
     return torch.cat([line[:, None], rate[:, None], spread.gather(1, best[:, None]), hist, moments], 1)
