@@ -97,13 +97,17 @@ PRESETS = {
         # Level 4 (session 14): four critics (seeds 1234, 77, 31, 555) at 0.6 for 8 epochs; with two at 0.6 the
         # held-out classifier rose but the other unseen judges fell (the decoder fitted the two critics' quirks).
         # Levels 0-3 were trained with the first two ("use"; four there is not tried yet).
-        critics=dict(seeds=(1234, 77, 31, 555), use=(2, 2, 2, 2, 4)), semantic_static_share=0.2,
+        # Session 19: the critics train 3 epochs, not the held-out classifier's 4 (validation accuracy 0.96-0.98 after
+        # 3 in session 18's from-scratch run, 0.97-0.99 after 4; 2 minutes of the 60-minute budget).
+        critics=dict(seeds=(1234, 77, 31, 555), use=(2, 2, 2, 2, 4), epochs=3), semantic_static_share=0.2,
         direct_lr=(1e-4, 5e-4, 5e-4, 5e-4, 5e-4), direct_select=("critics", "classifier", "classifier", "classifier", "classifier"),
         direct_coefs=dict(cos=0.7, stft=(0.05, 0.05, 0.2, 0.2, 0.2), stats=(0.05, 0.05, 0.2, 0.2, 0.2), feature=0.05,
                           kl=0.01, critic=(0.2, 0.2, 0.2, 0.2, 0.6), axis=(0.3, 0.3, 0.3, 0.3, 0.3), task_frames=16),
         # Level 4's KL stage: none (session 18: from scratch with seeds 0 and 1 it kept its starting point, validation
         # accuracy 0.476 and 0.373 against 0.367 and 0.333 after its epoch: 22-25 s of the budget for nothing).
-        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 3, 3), hqarf=(1, 1, 1, 1, 0)), batch=64, lr=1e-3,
+        # Level 3 without KL: 2 epochs, not 3 (session 19: seeds 0 and 1 kept epoch 1 and 2 of 3, validation within
+        # 0.005 of the third; 25 s).
+        level_epochs=dict(hae=2, hqarf_nokl=(2, 2, 2, 2, 3), hqarf=(1, 1, 1, 1, 0)), batch=64, lr=1e-3,
         # Levels 0-2 keep the first shipped model's recipe (test accuracy 1.000 / 0.992 / 0.880): the
         # classifier (task) term on the whole batch in every stage, the HQA dead-code policy (one code
         # per check, next to the most-used one), 2 epochs without KL and 1 with. Variants of it made
