@@ -365,6 +365,25 @@ def test_redo_from_drops_that_level_and_everything_after_it(tmp_path):
         ckpt.redo_direct(1)
 
 
+def test_a_resumed_run_keeps_its_seed(tmp_path):
+    """Session 19's --redo-direct and --stage unknown_detector on a --seed 1 run trained with seed 0: a
+    continued run now takes the seed it started with, and refuses another."""
+    from training.train import Checkpoints, run_seed
+    fresh = Checkpoints(tmp_path / "a")
+    assert run_seed(1, fresh, resume=False) == 1 and fresh.progress["seed"] == 1
+    fresh.progress["done"] = [["classifier", None]]
+    assert run_seed(None, fresh, resume=True) == 1          # --resume without --seed
+    assert run_seed(None, fresh, resume=False) == 1         # --stage X on the run's checkpoints
+    assert run_seed(1, fresh, resume=True) == 1
+    with pytest.raises(SystemExit, match="--seed 1"):
+        run_seed(0, fresh, resume=True)
+    assert run_seed(None, Checkpoints(tmp_path / "b"), resume=False) == 0
+    for given, used in ((None, 0), (3, 3)):                 # runs from before the seed was recorded
+        old = Checkpoints(tmp_path / f"old{used}")
+        old.progress["done"] = [["classifier", None]]
+        assert run_seed(given, old, resume=True) == used and old.progress["seed"] == used
+
+
 def test_redo_from_retrains_from_the_previous_stage(smoke_run):
     proc = run_train("--preset", "smoke", "--run-dir", str(smoke_run), "--redo-from", "hqarf:4", "--no-evaluate")
     assert proc.returncode != 0 and "--resume" in (proc.stderr + proc.stdout)

@@ -72,7 +72,7 @@ def render(report: dict) -> str:
             + "The goals (" + " / ".join(f"{g:.2f}" for g in GOALS) + f") are met at level(s) {_levels(goals)}."]
     if heldout:
         gap = max(abs(hq[lv]["accuracy"] - hq[lv]["accuracy_heldout"]) for lv in levels)
-        text.append(f"The held-out classifier (another architecture, never used in training or selection) "
+        text.append(f"The held-out classifier (another architecture, in no loss) "
                     f"is within {gap:.3f} of the project classifier at every level.")
     judges = hq[levels[0]].get("accuracy_judges") or {}
     if judges:

@@ -48,7 +48,9 @@ def parse_args(argv=None):
                    help="smoke: <2 min CPU (tests, CI); default: the shipped model, <=90 min on 2 CPU cores; "
                         "paper: the papers' sizes and 100 epochs per level (GPU)")
     p.add_argument("--run-dir", type=Path, default=None, help="output directory (default runs/<preset>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of initialisation and batch order (default 0; with --resume: the run's own seed, and "
+                        "another one is refused)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--stage", choices=("all", "classifier", "heldout_classifier", "unknown_detector", *STAGES,
                                        "semantic", "direct", "evaluate"),
@@ -142,6 +144,22 @@ def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manife
     return out
 
 
+def run_seed(seed, ckpt: Checkpoints, resume: bool) -> int:
+    """The seed this invocation trains with: a resumed run keeps the seed it started with (recorded in its
+    checkpoints; runs from before that record resume with the one given, default 0), so a stage retrained
+    later (--redo-direct, --stage unknown_detector) is the stage a single run with that seed would train.
+    Records it for the next invocation."""
+    recorded = ckpt.progress.get("seed")
+    if recorded is not None and (resume or ckpt.progress.get("done")):
+        if seed is not None and seed != recorded:
+            raise SystemExit(f"{ckpt.dir.parent} was trained with --seed {recorded}; continue it with that seed "
+                             "(or leave --seed out), or train another run directory")
+        seed = recorded
+    seed = 0 if seed is None else seed
+    ckpt.progress["seed"] = seed
+    return seed
+
+
 def start_run(args):
     """The preset with the command line's overrides, the process group, the run's log and
     checkpoints, and this invocation recorded for provenance."""
@@ -173,6 +191,7 @@ def start_run(args):
         if not args.resume:
             raise SystemExit("--redo-direct needs --resume (it continues a run directory's checkpoints)")
         log.note(f"--redo-direct: dropped {', '.join(ckpt.redo_direct(lv) for lv in args.redo_direct)}")
+    args.seed = run_seed(args.seed, ckpt, args.resume)
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = invocation_command()
     # Every invocation that worked on this run directory (a resumed run has several), for provenance.
