@@ -40,8 +40,8 @@ PRESETS = {
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
         task_scale=TASK_SCALE,
         reset_every=8, stats_frames=64, reset_codes=8, reset_mode="batch", keep_best=True),
-    # The shipped model's recipe: 67.6 minutes from scratch on an idle 2-core machine with the detector at 10 epochs
-    # (session 16, training/README.md); its 6 epochs take 424 s instead of 639, about 64 minutes in all (session 17).
+    # The shipped model's recipe: 61.1 minutes from scratch on an idle 2-core machine (session 19, seed 1, before level 3
+    # took four critics: about 15 s more; training/README.md).
     "default": dict(
         data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
