@@ -96,7 +96,7 @@ PRESETS = {
         # the unseen judges 0.974 / 0.977 -> 0.988 / 0.987 on clean test frames (training/README.md).
         # Level 4 (session 14): four critics (seeds 1234, 77, 31, 555) at 0.6 for 8 epochs; with two at 0.6 the
         # held-out classifier rose but the other unseen judges fell (the decoder fitted the two critics' quirks).
-        # Levels 0-3 were trained with the first two ("use"; four there is not tried yet).
+        # Levels 0-2 train with the first two ("use"; four there is not tried yet), level 3 with four since session 19.
         # Session 19: the critics train 3 epochs, not the held-out classifier's 4 (validation accuracy 0.96-0.98 after
         # 3 in session 18's from-scratch run, 0.97-0.99 after 4; 2 minutes of the 60-minute budget).
         # Session 19: level 3 takes level 4's recipe, four critics at 0.6 (from-scratch seed 1, 1800 clean test frames:
