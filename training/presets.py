@@ -40,8 +40,8 @@ PRESETS = {
         coefs=dict(cos=0.7, kl=0.001, commit=0.001, task=0.1, task_frames=8),
         task_scale=TASK_SCALE,
         reset_every=8, stats_frames=64, reset_codes=8, reset_mode="batch", keep_best=True),
-    # The shipped model's recipe: 61.1 minutes from scratch on an idle 2-core machine (session 19, seed 1, before level 3
-    # took four critics: about 15 s more; session 20 cut about 2.3 minutes: training/README.md).
+    # The shipped model's recipe: 58.1 minutes from scratch on an idle 2-core machine (session 20, seed 2, empty data
+    # cache; session 19's recipe took 61.1: training/README.md).
     "default": dict(
         data=dict(train=3000, val=200, test=1000), codec=DEFAULT_CODEC,
         classifier=dict(stem_width=32, widths=(32, 64, 96, 128), blocks=(1, 1, 1, 1)),
