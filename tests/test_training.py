@@ -290,15 +290,19 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     assert list(gr_in["rows"]) == ["originals", "L0", "L1", "L2", "L3", "L4"] and gr_in["frames_per_kind"] == 3
     assert all(set(r["accuracy"]) == {"project", "held-out"} and set(r["per_class"]) == set(gr_in["kinds"])
                for r in gr_in["rows"].values())
+    assert list(gr_in["gfsk"]["rows"]) == list(gr_in["rows"]) and gr_in["gfsk"]["frames"] == 3
+    assert all(0.0 <= v <= 1.0 for r in gr_in["gfsk"]["rows"].values() for v in r.values())
+    assert "gfsk_mod" in (tmp_path / "robustness.md").read_text()
     assert "GNU Radio's own modulators" in (tmp_path / "robustness.md").read_text()
 
 
 def test_gnuradio_made_6mod_frames_are_what_their_class_says():
     """GNU Radio's modulators, checked by the signal's own statistics: 4ask and 8pam are real (no Q
-    before the receiver model), 8pam is unipolar and 4ask is not, 2fsk (GFSK) has a constant envelope,
-    32qam_cross is complex."""
+    before the receiver model), 8pam is unipolar and 4ask is not, 32qam_cross is complex; 2fsk is
+    continuous-phase FSK with rectangular pulses (constant envelope, phase steps of +-pi h / sps, h the
+    slot's modulation index), GNU Radio's GFSK a constant envelope with smoothed (Gaussian) steps."""
     import numpy as np
-    from training.robustness import gnuradio_in_set_frames
+    from training.robustness import FSK_INDEX, FSK_SPS, gnuradio_gfsk_frames, gnuradio_in_set_frames
     f = {k: gnuradio_in_set_frames(k, 4, 4, 1024, seed=3) for k in ("4ask", "8pam", "16psk", "32qam_cross", "2fsk")}
     assert all(v.shape == (4, 1024) and np.isfinite(v).all() for v in f.values())
     for k in ("4ask", "8pam"):
@@ -307,6 +311,15 @@ def test_gnuradio_made_6mod_frames_are_what_their_class_says():
     env = np.abs(f["2fsk"])
     assert env.std() < 0.01 * env.mean()
     assert np.abs(f["32qam_cross"].imag).max() > 0.1
+    for slot, index in FSK_INDEX.items():
+        z = gnuradio_in_set_frames("2fsk", 2, slot, 1024, seed=5)
+        steps = np.angle(z[:, 1:] * z[:, :-1].conj()).ravel()
+        np.testing.assert_allclose(np.abs(steps), np.pi * index / FSK_SPS, atol=1e-4)
+        assert 0.3 < (steps > 0).mean() < 0.7          # both tones
+    g = gnuradio_gfsk_frames(2, 4, 1024, seed=5)
+    assert np.abs(g).std() < 0.01 * np.abs(g).mean()
+    steps = np.abs(np.angle(g[:, 1:] * g[:, :-1].conj()))
+    assert steps.max() <= 0.5 + 1e-4 and (steps < 0.45).mean() > 0.1   # sensitivity 0.5, Gaussian-smoothed
 
 
 def test_run_log_writes_metrics_as_csv_beside_the_jsonl(tmp_path):

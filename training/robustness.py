@@ -119,30 +119,64 @@ def _constellation(kind: str) -> list:
     return (p / np.sqrt(np.mean(np.abs(p) ** 2))).tolist()
 
 
+# 2fsk as torchsig makes it (rectangular pulses, modulation index 1, or 0.7-1.01): continuous-phase FSK from
+# GNU Radio's blocks at FSK_SPS samples per symbol, where its 99 % occupied bandwidth (0.28-0.38 of the band for
+# these indices) lies inside torchsig's 2fsk frames' (5-95 %: 0.26-0.42). At 2-4 samples per symbol it would fill
+# 0.45-0.95 of the band, wider than any 2fsk frame the models saw (session 20, training/README.md).
+FSK_SPS = 6
+FSK_INDEX = {2: 1.0, 3: 0.85, 4: 0.7}   # the caller's `sps` slot -> modulation index
+
+
 def gnuradio_in_set_frames(kind: str, n: int, sps: int, frame_len: int, seed: int) -> np.ndarray:
     """Frames of a 6Mod class from GNU Radio's blocks, `sps` samples per symbol: generic_mod over the
-    class's constellation (RRC, excess bandwidth 0.35), or gfsk_mod (2fsk; sensitivity 0.5, BT 0.5)."""
+    class's constellation (RRC, excess bandwidth 0.35); 2fsk: continuous-phase FSK with rectangular pulses
+    (chunks_to_symbols_bf, repeat, frequency_modulator_fc) at FSK_SPS samples per symbol, modulation index
+    FSK_INDEX[sps]."""
     from gnuradio import digital  # pylint: disable=import-outside-toplevel
-    if kind == "2fsk":
-        mod = digital.gfsk_mod(samples_per_symbol=sps, sensitivity=0.5, bt=0.5)
-    else:
-        mod = digital.generic_mod(digital.constellation_calcdist(_constellation(kind), [], 1, 1), differential=False,
-                                  samples_per_symbol=sps, excess_bw=0.35)
     total = n * frame_len + 4096
+    if kind == "2fsk":
+        return _frames(_cpfsk(np.random.default_rng(seed), total, FSK_SPS, FSK_INDEX[sps]), n, frame_len)
+    mod = digital.generic_mod(digital.constellation_calcdist(_constellation(kind), [], 1, 1), differential=False,
+                              samples_per_symbol=sps, excess_bw=0.35)
     return _frames(_modulated(mod, np.random.default_rng(seed), total, total + 64), n, frame_len)
 
 
+def gnuradio_gfsk_frames(n: int, sps: int, frame_len: int, seed: int) -> np.ndarray:
+    """GNU Radio's gfsk_mod (sensitivity 0.5, BT 0.5: modulation index 0.32 / 0.48 / 0.64 at 2 / 3 / 4 samples
+    per symbol, Gaussian pulses): torchsig's 2gfsk, a kind outside 6Mod that the unknown detector learns as
+    "none of them". Until session 20 it stood in for 2fsk among the GNU Radio-made 6Mod frames."""
+    from gnuradio import digital  # pylint: disable=import-outside-toplevel
+    total = n * frame_len + 4096
+    mod = digital.gfsk_mod(samples_per_symbol=sps, sensitivity=0.5, bt=0.5)
+    return _frames(_modulated(mod, np.random.default_rng(seed), total, total + 64), n, frame_len)
+
+
+def _cpfsk(rng, total: int, sps: int, index: float) -> np.ndarray:
+    """`total` samples of binary continuous-phase FSK with rectangular pulses from GNU Radio's blocks."""
+    from gnuradio import analog, blocks, digital, gr  # pylint: disable=import-outside-toplevel
+    tb = gr.top_block()
+    src = blocks.vector_source_b(rng.integers(0, 2, total // sps + 8).astype(np.uint8).tolist(), False)
+    sink = blocks.vector_sink_c()
+    tb.connect(src, digital.chunks_to_symbols_bf([-1.0, 1.0], 1), blocks.repeat(gr.sizeof_float, sps),
+               analog.frequency_modulator_fc(np.pi * index / sps), blocks.head(gr.sizeof_gr_complex, total), sink)
+    tb.run()
+    return np.asarray(sink.data(), np.complex64)
+
+
 def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, say=print) -> dict:
-    """Accuracy on GNU Radio-made frames of five 6Mod classes (2, 3 and 4 samples per symbol, through
-    the receiver model at 20-30 dB), originals and each level's reconstructions; per class for the
-    project classifier. The codec and the classifiers saw torchsig frames only."""
+    """Accuracy on GNU Radio-made frames of five 6Mod classes (2, 3 and 4 samples per symbol; 2fsk at FSK_SPS
+    with three modulation indices; through the receiver model at 20-30 dB), originals and each level's
+    reconstructions; per class for the project classifier. Beside them GNU Radio's GFSK (gnuradio_gfsk_frames,
+    outside 6Mod): the share the project classifier calls 2fsk and the share its flag calls unknown. The codec
+    and the classifiers saw torchsig frames only."""
     third = max(1, per_kind // 3)
     x = np.concatenate([gnuradio_in_set_frames(k, third, sps, codec.frame_len, seed=2000 + 10 * i + sps)
                         for i, k in enumerate(GNURADIO_IN_SET) for sps in (2, 3, 4)])
     y = np.repeat([CLASSES.index(k) for k in GNURADIO_IN_SET], 3 * third)
     x = impair(x, "test", dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
                                               multipath_probability=0.0))[0]
-    out = {"kinds": list(GNURADIO_IN_SET), "frames_per_kind": 3 * third, "rows": {}}
+    out = {"kinds": list(GNURADIO_IN_SET), "frames_per_kind": 3 * third, "rows": {}, "fsk_sps": FSK_SPS,
+           "fsk_index": [FSK_INDEX[sps] for sps in (2, 3, 4)]}
     sets = {"originals": x, **{f"L{lv}": codec.decode(codec.encode(x, lv), lv) for lv in range(codec.levels)}}
     for name, frames in sets.items():
         pred = {n: c.predict(frames) for n, c in classifiers.items()}
@@ -150,6 +184,19 @@ def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, 
                              "per_class": {k: float((pred["project"][y == CLASSES.index(k)] == CLASSES.index(k)).mean())
                                            for k in GNURADIO_IN_SET}}
         say(f"robustness: GNU Radio-made 6Mod, {name}: " + " / ".join(f"{v:.3f}" for v in out["rows"][name]["accuracy"].values()))
+    # GFSK (torchsig's 2gfsk, outside 6Mod): how often the project classifier calls it 2fsk, and flags it unknown
+    g = np.concatenate([gnuradio_gfsk_frames(third, sps, codec.frame_len, seed=2500 + sps) for sps in (2, 3, 4)])
+    g = impair(g, "test", dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
+                                              multipath_probability=0.0))[0]
+    out["gfsk"] = {"frames": int(len(g)), "rows": {}}
+    project = classifiers["project"]
+    for name, frames in {"originals": g, **{f"L{lv}": codec.decode(codec.encode(g, lv), lv)
+                                            for lv in range(codec.levels)}}.items():
+        c = project.classify(frames)
+        out["gfsk"]["rows"][name] = {"called_2fsk": float((c["prediction"] == CLASSES.index("2fsk")).mean()),
+                                     "flagged_unknown": float(c["unknown"].mean())}
+    say("robustness: GNU Radio gfsk_mod (2gfsk), called 2fsk / flagged unknown: " + ", ".join(
+        f"{k} {v['called_2fsk']:.2f} / {v['flagged_unknown']:.2f}" for k, v in out["gfsk"]["rows"].items()))
     return out
 
 
@@ -286,6 +333,15 @@ def markdown(report: dict) -> str:
         for row_name, row in gr_in["rows"].items():
             out.append(f"| {row_name} | " + " / ".join(f"{v:.3f}" for v in row["accuracy"].values()) + " | "
                        + " | ".join(f"{row['per_class'][k]:.2f}" for k in gr_in["kinds"]) + " |")
+        if gr_in.get("fsk_sps"):
+            out += ["", f"2fsk: continuous-phase FSK with rectangular pulses (torchsig's 2fsk) from GNU Radio's blocks at "
+                    f"{gr_in['fsk_sps']} samples per symbol, modulation index "
+                    + " / ".join(f"{h:g}" for h in gr_in["fsk_index"]) + "; the other classes at 2, 3 and 4."]
+        if gr_in.get("gfsk"):
+            g = gr_in["gfsk"]
+            out += ["", f"GNU Radio's gfsk_mod (Gaussian pulses, BT 0.5, modulation index 0.32-0.64: torchsig's 2gfsk, a kind "
+                    f"outside 6Mod; {g['frames']} frames), called 2fsk by the project classifier / flagged unknown: "
+                    + ", ".join(f"{k} {v['called_2fsk']:.2f} / {v['flagged_unknown']:.2f}" for k, v in g["rows"].items()) + "."]
     props = report["signal_properties"]
     out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
     for name in (*signal_properties.PROPERTIES, "log_spectral_distance_db", "snr_db"):
