@@ -64,12 +64,17 @@ def accuracy_vs_snr(codec, classifiers: dict, x, y, snrs, base: Impairments, say
 
 def _modulated(mod, rng, total: int, nbytes: int) -> np.ndarray:
     """`total` complex samples of GNU Radio modulator `mod` (bytes in) fed `nbytes` random bytes."""
+    return _through((mod,), rng.integers(0, 256, nbytes).astype(np.uint8), total)
+
+
+def _through(chain: tuple, values: np.ndarray, total: int) -> np.ndarray:
+    """The first `total` complex samples of GNU Radio blocks `chain` fed the bytes `values`."""
     from gnuradio import blocks, gr  # pylint: disable=import-outside-toplevel
     tb = gr.top_block()
-    src = blocks.vector_source_b(rng.integers(0, 256, nbytes).astype(np.uint8).tolist(), False)
+    src = blocks.vector_source_b(values.tolist(), False)
     head = blocks.head(gr.sizeof_gr_complex, total)
     sink = blocks.vector_sink_c()
-    tb.connect(src, mod, head, sink)
+    tb.connect(src, *chain, head, sink)
     tb.run()
     sig = np.asarray(sink.data(), np.complex64)
     if len(sig) < total:
@@ -154,13 +159,9 @@ def gnuradio_gfsk_frames(n: int, sps: int, frame_len: int, seed: int) -> np.ndar
 def _cpfsk(rng, total: int, sps: int, index: float) -> np.ndarray:
     """`total` samples of binary continuous-phase FSK with rectangular pulses from GNU Radio's blocks."""
     from gnuradio import analog, blocks, digital, gr  # pylint: disable=import-outside-toplevel
-    tb = gr.top_block()
-    src = blocks.vector_source_b(rng.integers(0, 2, total // sps + 8).astype(np.uint8).tolist(), False)
-    sink = blocks.vector_sink_c()
-    tb.connect(src, digital.chunks_to_symbols_bf([-1.0, 1.0], 1), blocks.repeat(gr.sizeof_float, sps),
-               analog.frequency_modulator_fc(np.pi * index / sps), blocks.head(gr.sizeof_gr_complex, total), sink)
-    tb.run()
-    return np.asarray(sink.data(), np.complex64)
+    chain = (digital.chunks_to_symbols_bf([-1.0, 1.0], 1), blocks.repeat(gr.sizeof_float, sps),
+             analog.frequency_modulator_fc(np.pi * index / sps))
+    return _through(chain, rng.integers(0, 2, total // sps + 8).astype(np.uint8), total)
 
 
 def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, say=print) -> dict:
@@ -173,12 +174,17 @@ def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, 
     x = np.concatenate([gnuradio_in_set_frames(k, third, sps, codec.frame_len, seed=2000 + 10 * i + sps)
                         for i, k in enumerate(GNURADIO_IN_SET) for sps in (2, 3, 4)])
     y = np.repeat([CLASSES.index(k) for k in GNURADIO_IN_SET], 3 * third)
-    x = impair(x, "test", dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
-                                              multipath_probability=0.0))[0]
+    receiver = dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
+                                   multipath_probability=0.0)
+    x = impair(x, "test", receiver)[0]
+
+    def through_codec(frames):
+        return {"originals": frames,
+                **{f"L{lv}": codec.decode(codec.encode(frames, lv), lv) for lv in range(codec.levels)}}
+
     out = {"kinds": list(GNURADIO_IN_SET), "frames_per_kind": 3 * third, "rows": {}, "fsk_sps": FSK_SPS,
            "fsk_index": [FSK_INDEX[sps] for sps in (2, 3, 4)]}
-    sets = {"originals": x, **{f"L{lv}": codec.decode(codec.encode(x, lv), lv) for lv in range(codec.levels)}}
-    for name, frames in sets.items():
+    for name, frames in through_codec(x).items():
         pred = {n: c.predict(frames) for n, c in classifiers.items()}
         out["rows"][name] = {"accuracy": {n: float((p == y).mean()) for n, p in pred.items()},
                              "per_class": {k: float((pred["project"][y == CLASSES.index(k)] == CLASSES.index(k)).mean())
@@ -186,12 +192,10 @@ def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, 
         say(f"robustness: GNU Radio-made 6Mod, {name}: " + " / ".join(f"{v:.3f}" for v in out["rows"][name]["accuracy"].values()))
     # GFSK (torchsig's 2gfsk, outside 6Mod): how often the project classifier calls it 2fsk, and flags it unknown
     g = np.concatenate([gnuradio_gfsk_frames(third, sps, codec.frame_len, seed=2500 + sps) for sps in (2, 3, 4)])
-    g = impair(g, "test", dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.0,
-                                              multipath_probability=0.0))[0]
+    g = impair(g, "test", receiver)[0]
     out["gfsk"] = {"frames": int(len(g)), "rows": {}}
     project = classifiers["project"]
-    for name, frames in {"originals": g, **{f"L{lv}": codec.decode(codec.encode(g, lv), lv)
-                                            for lv in range(codec.levels)}}.items():
+    for name, frames in through_codec(g).items():
         c = project.classify(frames)
         out["gfsk"]["rows"][name] = {"called_2fsk": float((c["prediction"] == CLASSES.index("2fsk")).mean()),
                                      "flagged_unknown": float(c["unknown"].mean())}
