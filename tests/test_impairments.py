@@ -136,6 +136,26 @@ def test_envelope_spread_and_occupied_bandwidth():
     assert SP.occupied_bandwidth(white)[0] > 0.95  # white noise fills the band
 
 
+def band_noise(width, n=1024, seed=0):
+    """Complex noise low-passed to `width` of the band (a brick wall in the DFT)."""
+    rng = np.random.default_rng(seed)
+    spec = np.fft.fft(rng.standard_normal(n) + 1j * rng.standard_normal(n))
+    spec[np.abs(np.fft.fftfreq(n)) > width / 2] = 0
+    return np.fft.ifft(spec).astype(np.complex64)
+
+
+def test_bandwidth_tracking_reads_whether_a_reconstruction_keeps_the_originals_bandwidth():
+    widths = np.linspace(0.1, 0.9, 8)
+    x = np.stack([band_noise(w, seed=i) for i, w in enumerate(widths)])
+    bw = SP.occupied_bandwidth(x, 0.9)
+    assert bw[0] < 0.1 and 0.65 < bw[-1] < 0.9  # within the brick
+    assert SP.bandwidth_tracking(x, x * 0.5) == pytest.approx(1.0)  # same bandwidths
+    assert SP.bandwidth_tracking(x, x[::-1]) == pytest.approx(-1.0)  # wide where the original is narrow
+    one = np.stack([band_noise(0.4, seed=i) for i in range(8)])
+    assert abs(SP.bandwidth_tracking(x, one)) < 0.5  # one bandwidth for all: nothing of the originals'
+    assert SP.bandwidth_tracking(x, np.repeat(one[:1], 8, 0)) == 0.0  # a single bandwidth: 0, not nan
+
+
 def test_spectral_distance_and_snr_of_a_copy():
     x = qpsk()[None]
     assert SP.log_spectral_distance(x, x)[0] < 1e-6

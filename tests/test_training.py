@@ -280,6 +280,9 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     assert scores["detector"]["threshold"] == pytest.approx(hqarf.load_classifier(smoke_run / "model").unknown_threshold)
     assert {"gr-qpsk", "gr-gmsk", "gr-tone", "bpsk", "tone"} <= set(report["out_of_set"]["kinds"])
     assert set(report["signal_properties"]["levels"]) == {"0", "1", "2", "3", "4"}
+    assert all(len(v["bandwidth_tracking"]) == 6 and all(-1.0 <= r <= 1.0 for r in v["bandwidth_tracking"])
+               for v in report["signal_properties"]["levels"].values())
+    assert "| bandwidth_tracking |" in (tmp_path / "robustness.md").read_text()
     flagged = report["out_of_set"]["reconstructions_flagged"]
     assert set(flagged) == {"0", "1", "2", "3", "4"} and all(0.0 <= v <= 1.0 for v in flagged.values())
     assert "Reconstructions of the clean 6Mod frames flagged unknown" in (tmp_path / "robustness.md").read_text()

@@ -347,8 +347,11 @@ def markdown(report: dict) -> str:
                     f"outside 6Mod; {g['frames']} frames), called 2fsk by the project classifier / flagged unknown: "
                     + ", ".join(f"{k} {v['called_2fsk']:.2f} / {v['flagged_unknown']:.2f}" for k, v in g["rows"].items()) + "."]
     props = report["signal_properties"]
-    out += ["", "## Salient signal properties (means per class: originals, then each level)", ""]
-    for name in (*signal_properties.PROPERTIES, "log_spectral_distance_db", "snr_db"):
+    out += ["", "## Salient signal properties (means per class: originals, then each level)", "",
+            "bandwidth_tracking: Spearman's rank correlation, within each class, between the originals' and the "
+            "reconstructions' 90 % occupied bandwidth (1: a reconstruction is wide where its original is; 0: its "
+            "bandwidth says nothing of the original's).", ""]
+    for name in (*signal_properties.PROPERTIES, "log_spectral_distance_db", "snr_db", "bandwidth_tracking"):
         out += [f"| {name} | " + " | ".join(props["classes"]) + " |", "|---|" + "---|" * len(props["classes"])]
         if name in props["original"]:
             out.append("| original | " + " | ".join(f"{v:.2f}" for v in props["original"][name]) + " |")
