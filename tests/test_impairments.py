@@ -125,6 +125,8 @@ def test_peak_non_circularity_ignores_phase_and_frequency_offset_and_axis_loss_s
     leak = iq[:1].clone()
     leak[:, 1] = torch.as_tensor(rng.standard_normal(1024), dtype=torch.float32) * float(np.sqrt(5 * 0.02))
     assert 0.4 < stages.axis_loss(leak, iq[:1]).item() < 1.4
+    # a floor 30 dB down instead of 20 makes the same leak cost about log((0.04 + 0.002) / 0.002) = 3
+    assert 2.3 < stages.axis_loss(leak, iq[:1], floor=0.002).item() < 3.7
 
 
 def test_envelope_spread_and_occupied_bandwidth():

@@ -212,7 +212,8 @@ class DirectObjective(nn.Module):
         + kl * its output distribution, both under a shared random phase / frequency-offset view
         (+ circ * the non-circularity |E[x^2]| / E[|x|^2]; 0 in the default preset, training/README.md)
         + critic * the mean KL of the training-only critics' outputs (training/classifiers.py), same view
-        + axis * :func:`axis_loss` (the power off a frame's principal axis)."""
+        + axis * :func:`axis_loss` (the power off a frame's principal axis; its floor is ``axis_floor``,
+        default 0.02: session 21's trial of 0.002 is in training/README.md)."""
 
     def __init__(self, model: HQARF, level: int, coefs: dict, classifier: nn.Module | None, critics=()):
         super().__init__()
@@ -245,7 +246,7 @@ class DirectObjective(nn.Module):
             circ = F.smooth_l1_loss(circularity(xhat), circularity(x), reduction="sum") / len(x)
             loss, parts["circ"] = loss + c["circ"] * circ, circ.item()
         if c.get("axis", 0) > 0:
-            axis = axis_loss(xhat, x)
+            axis = axis_loss(xhat, x, floor=c.get("axis_floor", 0.02))
             loss, parts["axis"] = loss + c["axis"] * axis, axis.item()
         task = self.classifier is not None and (c.get("feature", 0) > 0 or c.get("kl", 0) > 0)
         if task or self.critics:
