@@ -171,7 +171,10 @@ def peak_non_circularity(iq: torch.Tensor, max_offset: float = 0.0125, pad: int 
     return torch.cat([spectrum[:, :k + 1], spectrum[:, -k:]], -1).amax(-1)
 
 
-def axis_loss(xhat: torch.Tensor, x: torch.Tensor, floor: float = 0.02) -> torch.Tensor:
+AXIS_FLOOR = 0.02  # axis_loss's floor: a leak 20 dB below the axis counts little more than none
+
+
+def axis_loss(xhat: torch.Tensor, x: torch.Tensor, floor: float = AXIS_FLOOR) -> torch.Tensor:
     """|log(1 - p(xhat) + floor) - log(1 - p(x) + floor)|, p the peak non-circularity, averaged over
     frames: 1 - p is twice the share of a frame's power off its principal axis, and the log makes a
     real signal's reconstruction pay for a small leak off its axis (held-out classifier: a clean 4ask
@@ -213,7 +216,7 @@ class DirectObjective(nn.Module):
         (+ circ * the non-circularity |E[x^2]| / E[|x|^2]; 0 in the default preset, training/README.md)
         + critic * the mean KL of the training-only critics' outputs (training/classifiers.py), same view
         + axis * :func:`axis_loss` (the power off a frame's principal axis; its floor is ``axis_floor``,
-        default 0.02: session 21's trial of 0.002 is in training/README.md)."""
+        default AXIS_FLOOR: session 21's trial of 0.002 is in training/README.md)."""
 
     def __init__(self, model: HQARF, level: int, coefs: dict, classifier: nn.Module | None, critics=()):
         super().__init__()
@@ -246,7 +249,7 @@ class DirectObjective(nn.Module):
             circ = F.smooth_l1_loss(circularity(xhat), circularity(x), reduction="sum") / len(x)
             loss, parts["circ"] = loss + c["circ"] * circ, circ.item()
         if c.get("axis", 0) > 0:
-            axis = axis_loss(xhat, x, floor=c.get("axis_floor", 0.02))
+            axis = axis_loss(xhat, x, floor=c.get("axis_floor", AXIS_FLOOR))
             loss, parts["axis"] = loss + c["axis"] * axis, axis.item()
         task = self.classifier is not None and (c.get("feature", 0) > 0 or c.get("kl", 0) > 0)
         if task or self.critics:
