@@ -89,7 +89,8 @@ def codec_figures(codec, costs, args, device, rng):
     L = codec.frame_len
     best = {}  # (kind, level) -> (share, msps, batch, runtime, threads)
     print("codec throughput (Msps = complex samples per second; %GEMM = share of the fp32 GEMM rate measured")
-    print(f"just before the row, at the row's thread count; MACs include the quantisers; median of {args.repeats})")
+    print(f"just before the row, at the row's thread count; MACs include the quantisers; median of {args.repeats};")
+    print("with n threads, n workers of one thread each, each a forward pass of 'batch' frames per call)")
     print(f"{'runtime':>11} {'thr':>3} {'level':>5} {'batch':>5} {'GEMM GF/s':>9} {'encode Msps':>11} {'enc %GEMM':>9}"
           f" {'decode Msps':>11} {'dec %GEMM':>9}")
     for threads in args.threads:
@@ -102,19 +103,22 @@ def codec_figures(codec, costs, args, device, rng):
             for level in args.levels:
                 cost = costs[level]
                 for b in args.batches:
-                    x = (rng.standard_normal((b, L)) + 1j * rng.standard_normal((b, L))).astype(np.complex64)
+                    # one forward pass of `b` frames per call and worker: the batch is the figure's subject
+                    # (with n threads, n workers each take a batch: hqarf.runtime.Runtime.map)
+                    n = b * max(1, threads)
+                    x = (rng.standard_normal((n, L)) + 1j * rng.standard_normal((n, L))).astype(np.complex64)
                     codes = codec.encode(x, level)
-                    c.chunk = b  # one forward pass per call: the batch is the figure's subject
+                    c.chunk = b
                     gemm = gemm_gflops(threads, device)
                     te = median_time(lambda: c.encode(x, level), args.repeats, args.min_seconds)
                     td = median_time(lambda: c.decode(codes, level), args.repeats, args.min_seconds)
-                    enc_share = b * 2 * cost["encode_total_macs"] / te / 1e9 / gemm
-                    dec_share = b * 2 * cost["decode_total_macs"] / td / 1e9 / gemm
+                    enc_share = n * 2 * cost["encode_total_macs"] / te / 1e9 / gemm
+                    dec_share = n * 2 * cost["decode_total_macs"] / td / 1e9 / gemm
                     for kind, share, t in (("encode", enc_share, te), ("decode", dec_share, td)):
                         if share > best.get((kind, level), (0,))[0]:
-                            best[(kind, level)] = (share, b * L / t / 1e6, b, runtime, threads, gemm)
-                    print(f"{runtime:>11} {threads:>3} {level:>5} {b:>5} {gemm:>9.1f} {b * L / te / 1e6:>11.3f}"
-                          f" {100 * enc_share:>8.1f}% {b * L / td / 1e6:>11.3f} {100 * dec_share:>8.1f}%", flush=True)
+                            best[(kind, level)] = (share, n * L / t / 1e6, b, runtime, threads, gemm)
+                    print(f"{runtime:>11} {threads:>3} {level:>5} {b:>5} {gemm:>9.1f} {n * L / te / 1e6:>11.3f}"
+                          f" {100 * enc_share:>8.1f}% {n * L / td / 1e6:>11.3f} {100 * dec_share:>8.1f}%", flush=True)
     print("\nbest batch per level (highest share of the same-row GEMM rate)")
     print(f"{'level':>5} {'kind':>6} {'share':>6} {'Msps':>7} {'batch':>5} {'runtime':>11} {'thr':>3}"
           f" {'MMAC/frame':>10} {'of which quantiser':>18}")
@@ -190,10 +194,10 @@ def flowgraph_figures(codec, args):
             have_classifier = False
         print(f"\nflowgraph throughput (Msps, {n} frames from a vector source ({len(enc_frames)} for the encoder "
               f"alone), frames_per_pdu 16, 1 thread per "
-              f"block, median of {args.flow_repeats}); GNU Radio C++ copy block measured beside each row; 'enc 2thr': "
-              f"the encoder block with num_threads=2 (a sensor whose only heavy block is the encoder)")
+              f"block, median of {args.flow_repeats}); GNU Radio C++ copy block measured beside each row; '2thr': "
+              f"the block alone with num_threads=2 (two workers: a sensor or a cloud host whose only heavy block it is)")
         print(f"{'runtime':>11} {'level':>5} {'copy':>7} {'GEMM GF/s':>9} {'encoder':>8} {'enc 2thr':>8} {'decoder':>8}"
-              f" {'modrec':>8} {'chain':>8}")
+              f" {'dec 2thr':>8} {'modrec':>8} {'mod 2thr':>8} {'chain':>8}")
         for runtime in args.runtimes:
             for level in args.levels:
                 try:
@@ -204,14 +208,16 @@ def flowgraph_figures(codec, args):
                                                                     num_threads=2))
                     blobs = [codec.compress(frames[i:i + 16], level, sequence=i // 16) for i in range(0, n, 16)]
                     dec = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime))
-                    mod = chain = float("nan")
+                    dec2 = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime, num_threads=2))
+                    mod = mod2 = chain = float("nan")
                     if have_classifier:
                         mod = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime))
+                        mod2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime, num_threads=2))
                         chain = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime))
                 except ValueError as exc:
                     print(f"{runtime:>11} skipped: {exc}")
                     break
-                print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {enc2:>8.3f} {dec:>8.3f} {mod:>8.3f}"
+                print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {enc2:>8.3f} {dec:>8.3f} {dec2:>8.3f} {mod:>8.3f} {mod2:>8.3f}"
                       f" {chain:>8.3f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak:.0f} MiB")

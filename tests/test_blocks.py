@@ -109,6 +109,20 @@ def test_encoder_one_frame_per_pdu_batches_and_matches(tiny_model_dir, codec, rn
     assert encoder.samples_dropped == 0 and encoder.counters()["short_pdus"] == 0
 
 
+def test_encoder_on_two_threads_sends_the_same_pdus_and_none_is_left_at_the_end(tiny_model_dir, codec, rng):
+    """num_threads=2: complete PDUs are encoded two at a time while input keeps coming (one per worker);
+    the last complete PDU of an odd count is sent when the input ends (no flush tag, no stall flush)."""
+    x = random_frames(rng, 7 * 16 + 5)  # 7 PDUs of 16 (an odd count) or 29 of 4, and 5 or 1 frames more
+    for fpp, level in ((16, 0), (4, 3)):
+        count = len(x) // fpp * fpp
+        encoder, pdus = run_encoder(tiny_model_dir, x.reshape(-1), level=level, frames_per_pdu=fpp, num_threads=2)
+        expected = [codec.compress(x[i:i + fpp], level, sequence=k) for k, i in enumerate(range(0, count, fpp))]
+        assert [blob for _, blob in pdus] == expected
+        assert [meta["sample_start"] for meta, _ in pdus] == [i * L for i in range(0, count, fpp)]
+        # complete frames of an unfinished PDU (no flush tag) are counted as unsent, as on one thread
+        assert encoder.frames_encoded == count and encoder.frames_unsent == len(x) - count
+
+
 def test_encoder_metadata_from_uhd_tags(tiny_model_dir, rng):
     x = random_frames(rng, 8)
     tags = [tag(0, "rx_time", pmt.make_tuple(pmt.from_uint64(100), pmt.from_double(0.25))),

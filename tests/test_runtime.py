@@ -104,6 +104,39 @@ def test_classifier_torchscript_logits_equal_eager(rng):
     assert np.array_equal(compiled.classify(frames)["unknown"], eager.classify(frames)["unknown"])
 
 
+@pytest.mark.parametrize("name", ["torch", "torchscript", "onnx"])
+def test_two_workers_give_one_threads_codes_and_reconstructions_at_every_level(name, shipped, rng):
+    """num_threads=2 runs the pieces of a batch on two workers of one thread each (Runtime.map): the
+    codes are one thread's, the reconstructions within 1e-5 of them, and two threads did the work."""
+    if name == "onnx" and not HAVE_ORT:
+        pytest.skip("onnxruntime not installed")
+    one = shipped.with_runtime(name, num_threads=1)
+    two = shipped.with_runtime(name, num_threads=2)
+    assert two.runtime.workers == 2 and one.runtime.workers == 1
+    frames = mixed_frames(rng, recording_frames(24))  # 45 frames: 3 chunks of 16, and 16 alone below
+    seen = set()
+    call = two.runtime.call
+
+    def recording_call(*args):
+        seen.add(threading.current_thread().name)
+        return call(*args)
+    two.runtime.call = recording_call
+    for level in range(shipped.levels):
+        for batch in (frames, frames[:16], frames[:1]):
+            codes = one.encode(batch, level)
+            assert np.array_equal(two.encode(batch, level), codes), (level, len(batch))
+            assert np.abs(two.decode(codes, level) - one.decode(codes, level)).max() <= 1e-5, (level, len(batch))
+    assert len([t for t in seen if t.startswith("hqarf-runtime")]) == 2
+
+
+def test_classifier_on_two_workers_gives_one_threads_logits(rng):
+    frames = mixed_frames(rng, recording_frames(16))
+    one = hqarf.load_classifier(None, num_threads=1)
+    two = hqarf.load_classifier(None, num_threads=2)
+    assert np.abs(two.logits(frames) - one.logits(frames)).max() <= 1e-5
+    assert np.array_equal(two.classify(frames)["unknown"], one.classify(frames)["unknown"])
+
+
 def test_runtime_parameter_is_validated(tiny_model_dir):
     with pytest.raises(ValueError, match="runtime"):
         hqarf.load_codec(tiny_model_dir, runtime="tensorrt")

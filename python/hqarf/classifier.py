@@ -220,8 +220,7 @@ class Classifier:
 
     def logits(self, x) -> np.ndarray:
         frames = as_frames(x, self.frame_len)
-        out = [self.runtime.call("net", None, iq_array(frames[i:i + self.chunk])).astype(np.float32)
-               for i in range(0, len(frames), self.chunk)]
+        out = [y.astype(np.float32) for y in self.runtime.map("net", None, iq_array(frames), self.chunk)]
         return np.concatenate(out) if out else np.zeros((0, self.config.num_classes), np.float32)
 
     def predict_proba(self, x) -> np.ndarray:

@@ -160,8 +160,7 @@ class Codec:
                 out = [self.model.encode(to_iq(unit[i:i + step], self.device), level, sample, gen).cpu().numpy()
                        for i in range(0, len(unit), step)]
         else:
-            out = [self.runtime.call("encode", level, iq_array(unit[i:i + step]))
-                   for i in range(0, len(unit), step)]
+            out = self.runtime.map("encode", level, iq_array(unit), step)
         return np.concatenate(out).astype(np.int64) if out else np.zeros((0, self.tokens(level)), np.int64)
 
     def decode(self, codes, level: int) -> np.ndarray:
@@ -177,8 +176,7 @@ class Codec:
             raise ValueError(f"codes must lie in 0..{self.codebook_size - 1}")
         idx = codes.astype(np.int64)
         step = self.chunk
-        out = [complex_array(self.runtime.call("decode", level, idx[i:i + step]))
-               for i in range(0, len(idx), step)]
+        out = [complex_array(y) for y in self.runtime.map("decode", level, idx, step)]
         return np.concatenate(out) if out else np.zeros((0, self.frame_len), np.complex64)
 
     # -- bytes ------------------------------------------------------------------------------
