@@ -302,7 +302,11 @@ def run_split(sensor_tb: Sensor, cloud_tb: Cloud, frames: int, timeout_s: float 
         connect(sensor_tb, cloud_tb.handshake, timeout_s)
         began = time.monotonic()
         deadline = began + timeout_s
-        while cloud_tb.modrec.frames() < frames and time.monotonic() < deadline:
+        def arrived():
+            # the reconstruction's vector sink (keep_samples) is a branch of its own: it can lag the ModRec sink
+            kept = cloud_tb.samples is None or cloud_tb.samples.nitems_read(0) >= frames * cloud_tb.decoder.codec.frame_len
+            return cloud_tb.modrec.frames() >= frames and kept
+        while not arrived() and time.monotonic() < deadline:
             time.sleep(0.01)
         elapsed = time.monotonic() - began
         sensor_tb.wait()
