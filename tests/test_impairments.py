@@ -317,3 +317,23 @@ def test_symbol_features_tell_16psk_from_32psk_and_see_apsk_rings():
     hist = apsk[3:3 + SYMBOL_BINS]
     assert hist.sum() == pytest.approx(1.0, abs=1e-5)
     assert hist[:SYMBOL_BINS // 2].sum() > 0.1 and hist[SYMBOL_BINS // 2:].sum() > 0.5
+
+
+def test_thinned_critic_drops_out_at_the_rate_asked_and_is_restored():
+    """stages.thinned(net, p): the critic's dropout (modules and attention) at p in training mode for the
+    reconstruction's pass (a different thinned critic each call), then its own rates and mode again;
+    p = 0 leaves it as it is."""
+    from gnuradio.hqarf.classifier import ClassifierConfig, PatchTransformerNet
+    torch.manual_seed(0)
+    net = PatchTransformerNet(ClassifierConfig(arch="transformer", dim=16, depth=1, heads=2)).eval()
+    x = torch.randn(4, 2, 1024)
+    with torch.no_grad():
+        plain = net(x)
+        with stages.thinned(net, 0.0):
+            assert torch.equal(net(x), plain) and not net.training
+        with stages.thinned(net, 0.3):
+            a, b = net(x), net(x)
+            assert net.training and not torch.equal(a, b)
+            assert {m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+        assert not net.training and torch.equal(net(x), plain)
+        assert {m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}

@@ -4,6 +4,7 @@ too), and codec v2's direct decoders. One HQARF level of one stage: training/lev
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -201,6 +202,31 @@ def every_nth(n: int, share: float) -> np.ndarray:
     return np.arange(n) % max(1, round(1 / share)) == 0
 
 
+@contextlib.contextmanager
+def thinned(net: nn.Module, p: float):
+    """Run `net` with its dropout (modules and attention) at rate `p` in training mode (p <= 0: as it is);
+    its rates and mode are restored after."""
+    if p <= 0:
+        yield net
+        return
+    drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    attns = [m for m in net.modules() if isinstance(m, nn.MultiheadAttention)]
+    saved = ([m.p for m in drops], [m.dropout for m in attns], net.training)
+    try:
+        for m in drops:
+            m.p = p
+        for m in attns:
+            m.dropout = p
+        net.train()
+        yield net
+    finally:
+        for m, v in zip(drops, saved[0]):
+            m.p = v
+        for m, v in zip(attns, saved[1]):
+            m.dropout = v
+        net.train(saved[2])
+
+
 def kl_divergence(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
     """KL(target || output) of two batches of logits, averaged over the batch."""
     return F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(target_logits, -1), log_target=True,
@@ -259,7 +285,16 @@ class DirectObjective(nn.Module):
         if self.critics:
             # Critics of another architecture than the project classifier's, trained on originals only:
             # the reconstruction must look like its class to judges the codec is not tuned against alone.
-            crit = sum(kl_divergence(net(view_hat), net(view).detach()) for net in self.critics) / len(self.critics)
+            # `critic_dropout` p > 0: the reconstruction's pass runs each critic with its dropout at p (a
+            # different thinned critic every step, "ghost networks"), the original's pass without.
+            ghost = float(c.get("critic_dropout", 0) or 0)
+            crit = 0.0
+            for net in self.critics:
+                with torch.no_grad():
+                    target = net(view)
+                with thinned(net, ghost):
+                    crit = crit + kl_divergence(net(view_hat), target)
+            crit = crit / len(self.critics)
             loss, parts["critic"] = loss + c["critic"] * crit, crit.item()
         if task:
             with torch.no_grad():
