@@ -18,14 +18,15 @@ re-implemented and nothing is downloaded, so a model whose decoding path changes
   rounding of each other can take the other one: codes agree to about 1 token in 10^4-10^5, not
   bit for bit; see README "Speed".
 
-Threads: a caller's `num_threads` n > 1 runs its chunks of frames on n worker threads, one
-intra-op thread each (`Runtime.map`; a batch smaller than n chunks is cut into n pieces), not one
-chunk at a time on n intra-op threads: at 16-frame chunks the second way spends its time synchronising (session 22, 2 cores, 2048 frames: encode at
-level 0 10.2 Msps on one thread, 14.5 on two intra-op threads, 17.3 on two workers; level 4 1.27 /
-1.69 / 2.11). A frame's result does not depend on its batch (codes identical). torch's
-thread count is process-wide: `torch_threads(n)` lets calls that want the same count run together
-and makes a call that wants another count wait until they are done, so one block's setting never
-changes another block's call in flight. n = 0 leaves torch's setting alone.
+Threads: a caller's `num_threads` n > 1 runs its chunks of frames on n worker threads of one
+intra-op thread each (`Runtime.map`; a batch smaller than n chunks is cut into n pieces), not
+each chunk on n intra-op threads, which at 16-frame chunks mostly synchronises (session 22, 2
+cores, 2048 frames: encode at level 0 10.2 Msps on one thread, 14.5 on two intra-op threads, 17.3
+on two workers; level 4 1.27 / 1.69 / 2.11). A frame's result does not depend on its batch (the
+codes are one thread's). torch's thread count is process-wide: `torch_threads(n)` lets calls that
+want the same count run together and makes a call that wants another count wait until they are
+done, so one block's setting never changes another block's call in flight. n = 0 leaves torch's
+setting alone.
 """
 from __future__ import annotations
 
