@@ -315,7 +315,7 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     starting point a candidate); returns that epoch's validation metrics."""
     x, _ = data["train"]
     xv, yv = data["val"]
-    share = float(cfg.get("direct_clean_share", 0.0))
+    share = float(per_level(cfg.get("direct_clean_share", 0.0), level))  # a share, or one per level
     if share and "train_clean" in data and "val_clean" in data:
         # A share of the training frames as generated (no noise, carrier phase 0), and the clean
         # validation frames beside the impaired ones: without them a clean 4ask (a real signal, which
