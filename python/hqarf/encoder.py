@@ -206,7 +206,7 @@ class encoder(WarnsOnce, gr.basic_block):
         # Stall flush, and complete PDUs held for a batch: leave one (already copied) item in GNU
         # Radio's buffer: the scheduler keeps calling us only while input is there, and these calls
         # are what notice that the input has stopped (and send, or flush after the timeout).
-        keep = 1 if (n > 0 and (held_pdus or self._fill >= self.frame_len)) else 0
+        keep = 1 if (self._fill >= self.frame_len and n > 0) else 0
         self.consume(0, n - keep)
         self._held = keep
         if keep and fresh <= 0 and not held_pdus:

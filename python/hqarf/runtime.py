@@ -148,7 +148,8 @@ class Runtime:
         # n > 1: n workers, each call on one thread (torch_threads(1), one ONNX Runtime thread)
         self.workers = self.num_threads if self.num_threads > 1 else 1
         self._call_threads = 1 if self.workers > 1 else self.num_threads
-        self._pool = None
+        # threads start at the first submit, so a pool costs nothing until used
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hqarf-runtime") if self.workers > 1 else None
         self.fingerprint = fingerprint
         self.weights_dir = weights_dir
         self._example = example            # (kind, level) -> example input tensor for tracing/export
@@ -247,12 +248,6 @@ class Runtime:
         if self.workers == 1 or n < 2:
             return [self.call(kind, level, array[i:i + chunk]) for i in range(0, n, chunk)]
         pieces = np.array_split(array, max(-(-n // chunk), min(self.workers, n)))
-        if self.name != "torch":
-            self._graph(kind, level)  # built here once, not raced for by the workers
-        if self._pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hqarf-runtime")
 
         def work(run):
             return [self.call(kind, level, pieces[i]) for i in run]
