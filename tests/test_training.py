@@ -379,6 +379,10 @@ def test_redo_from_drops_that_level_and_everything_after_it(tmp_path):
     assert kept["durations_s"] == {"direct/L2": 3.0} and kept["metrics"] == {}
     with pytest.raises(SystemExit, match="--redo-direct 1"):
         ckpt.redo_direct(1)
+    # the unknown detector, dropped once (a redone decoder's reconstructions are new to it)
+    ckpt.progress["done"].append(["unknown_detector", None])
+    assert ckpt.redo_detector() == "unknown_detector" and ckpt.redo_detector() is None
+    assert ["unknown_detector", None] not in json.loads((tmp_path / "checkpoint" / "progress.json").read_text())["done"]
 
 
 def test_a_resumed_run_keeps_its_seed(tmp_path):
@@ -411,6 +415,9 @@ def test_redo_from_retrains_from_the_previous_stage(smoke_run):
     assert "dropped 7 checkpointed levels (hqarf/L4, semantic, direct/L0, direct/L1" in new
     assert "hqarf L4 start" in new and "hqarf L3 epoch" not in new and "hae L0 epoch" not in new
     assert "semantic epoch 2/2" in new and "direct L1 start" in new and "model written" in new
+    # the detector had learned the old reconstructions (detector_reconstructions): it is trained again after them
+    assert new.index("the unknown detector learned the reconstructions") < new.index("direct L1 start") \
+        < new.index("unknown detector: ") < new.index("model written")
     progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())
     assert progress["invocations"][-1]["command"].endswith("--redo-from hqarf:4 --no-evaluate --threads 1")
 

@@ -67,6 +67,14 @@ class Checkpoints:
         self._forget([("direct", level)])
         return progress_key("direct", level)
 
+    def redo_detector(self) -> str | None:
+        """Forget the unknown detector (it learned reconstructions that a redone decoder no longer makes);
+        returns its key, or None if it was not trained."""
+        if not self.done("unknown_detector"):
+            return None
+        self._forget([("unknown_detector", None)])
+        return progress_key("unknown_detector", None)
+
     def redo_from(self, stage: str, level: int) -> list:
         """Forget (stage, level) and every chain level after it (the order of CHAIN: HAE levels 0-4,
         then the quantised stages, then the direct decoders), so --resume trains them again; returns

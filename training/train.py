@@ -191,6 +191,10 @@ def start_run(args):
         if not args.resume:
             raise SystemExit("--redo-direct needs --resume (it continues a run directory's checkpoints)")
         log.note(f"--redo-direct: dropped {', '.join(ckpt.redo_direct(lv) for lv in args.redo_direct)}")
+    if (args.redo_from is not None or args.redo_direct) and args.stage == "all" and cfg.get("detector_reconstructions"):
+        # The detector learned the reconstructions of the decoders just dropped: it trains again after them.
+        if ckpt.redo_detector():
+            log.note("the unknown detector learned the reconstructions of the decoders redone: dropped, it trains again")
     args.seed = run_seed(args.seed, ckpt, args.resume)
     commit = git_commit()  # at the start: the tree may change while a long run trains
     command = invocation_command()
