@@ -77,6 +77,17 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert "20 reconstructions of training frames (4 per level)" in log
     assert log.index("direct L4 epoch") < log.index("reconstructions of training frames")
     assert clf.detector is not None and clf.unknown_score(x).shape == y.shape
+    # its threshold is set on the clean validation frames and on their reconstructions at every level: the
+    # largest of the per-set thresholds, so no level's reconstructions are flagged more than the originals' rate
+    info = json.loads((smoke_run / "model" / "unknown_detector.json").read_text())["unknown_detector"]
+    per_set = info["calibration_thresholds"]
+    assert list(per_set) == ["originals"] + [f"level {level}" for level in range(5)]
+    assert info["threshold"] == max(per_set.values()) == clf.unknown_threshold
+    assert "and of their reconstructions at each level" in log
+    val = generate("val", 8, DataConfig(), cache_dir=ROOT / ".cache" / "test-data", progress=False)[0]
+    n_above = int(np.ceil(0.01 * len(val)))  # the quantile's frames: at most one in 48
+    for level in range(5):
+        assert (clf.unknown_score(codec.decode(codec.encode(val, level), level)) > info["threshold"]).sum() <= n_above
     # the direct decoders' critic (smoke: one, seed offset 1234) trains before them, is in their loss,
     # and stays out of the model
     progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())

@@ -140,10 +140,14 @@ def out_of_set_classes(cfg: dict) -> tuple:
 
 
 def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None,
-                     outlier_classes: tuple = OUT_OF_SET_TRAIN, false_flag_rate: float = 0.01) -> Classifier:
+                     outlier_classes: tuple = OUT_OF_SET_TRAIN, false_flag_rate: float = 0.01,
+                     codec: HQARF | None = None) -> Classifier:
     """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
     features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
-    threshold at 1 % of the clean validation frames; the detector's at `false_flag_rate` of them."""
+    threshold at 1 % of the clean validation frames; the detector's at `false_flag_rate` of them. With the
+    trained `codec`, the detector's threshold is also set on the clean validation frames' reconstructions at
+    every level: the largest of the per-set thresholds, so at most `false_flag_rate` of the originals and of
+    each level's reconstructions (what a cloud-side ModRec sink sees) are above it."""
     x, y = data["train"]
     snr = data.get("train_snr_db")
     keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
@@ -153,16 +157,30 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
              f"(1 % of {len(calibration)} clean validation frames above it)")
     if detector is not None:
         wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
-        scores = wrapped.predict_proba(calibration)[:, -1]
-        threshold = float(np.quantile(scores, 1 - false_flag_rate))
+        per_set = {"originals": calibration_threshold(wrapped, calibration, false_flag_rate)}
+        if codec is not None:
+            shipped = Codec(codec, device=str(next(codec.parameters()).device))
+            for level in range(codec.config.levels):
+                rec = shipped.decode(shipped.encode(calibration, level), level)
+                per_set[f"level {level}"] = calibration_threshold(wrapped, rec, false_flag_rate)
+        threshold = max(per_set.values())
         wrapped.manifest["unknown_detector"] = {
             "threshold": threshold, "false_flag_rate": false_flag_rate, "calibration_frames": int(len(calibration)),
+            "calibration_thresholds": per_set,
             "score": "probability of the last output (none of the known classes)",
             "out_of_set_training_classes": list(outlier_classes)}
         project.detector = wrapped
-        log.note(f"unknown flag (detector): threshold {threshold:.4f} ({100 * false_flag_rate:g} % of the clean "
-                 "validation frames above it)")
+        sets = "" if codec is None else (
+            " and of their reconstructions at each level; per set " +
+            ", ".join(f"{k} {v:.4f}" for k, v in per_set.items()))
+        log.note(f"unknown flag (detector): threshold {threshold:.4f} (at most {100 * false_flag_rate:g} % of the "
+                 f"clean validation frames above it{sets})")
     return project
+
+
+def calibration_threshold(detector: Classifier, frames: np.ndarray, false_flag_rate: float) -> float:
+    """The unknown score that `false_flag_rate` of `frames` (all of known classes) are above."""
+    return float(np.quantile(detector.predict_proba(frames)[:, -1], 1 - false_flag_rate))
 
 
 def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,

@@ -317,7 +317,8 @@ def main(argv=None) -> int:
     provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
         project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector,
-                                   out_of_set_classes(cfg), cfg.get("unknown_false_flag_rate", 0.01))
+                                   out_of_set_classes(cfg), cfg.get("unknown_false_flag_rate", 0.01),
+                                   codec=models[shipped])
         classifier = project
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
