@@ -74,7 +74,7 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert prov["commit"] and prov["training"]["reset_mode"] == "batch"
     # the unknown detector learns the codec's reconstructions too, so it is trained after the codec
     log = (smoke_run / "train.log").read_text()
-    assert "20 reconstructions of training frames (4 per level)" in log
+    assert "20 reconstructions of training frames (4 per level, 0.5 of their sources clean)" in log
     assert log.index("direct L4 epoch") < log.index("reconstructions of training frames")
     assert clf.detector is not None and clf.unknown_score(x).shape == y.shape
     # its threshold is set on the clean validation frames and on their reconstructions at every level: the
@@ -619,3 +619,20 @@ def test_unseen_judges_are_trained_once_cached_and_score_every_level(smoke_run, 
         proc = evaluate("--judges", seed)
         assert proc.returncode != 0 and "never saw" in proc.stderr and "Traceback" not in proc.stderr
 
+
+
+def test_the_detector_reconstructs_a_share_of_clean_copies():
+    """`detector_clean_share`: about that share of the frames the detector's reconstructions come from are the
+    clean copies of the same frames (same index, so the labels stay), reproducibly; 0 leaves them as they are."""
+    from training.classifiers import with_clean
+
+    rng = np.random.default_rng(1)
+    noisy = rng.standard_normal((400, 16)).astype(np.complex64)
+    clean = noisy + np.complex64(10)
+    mixed = with_clean(noisy, clean, 0.5, seed=3)
+    from_clean = np.all(mixed == clean, axis=1)
+    assert np.all(from_clean | np.all(mixed == noisy, axis=1)) and 150 < from_clean.sum() < 250
+    assert np.array_equal(mixed, with_clean(noisy, clean, 0.5, seed=3)) and noisy[0, 0] != clean[0, 0]
+    assert with_clean(noisy, clean, 0.0, seed=3) is noisy
+    with pytest.raises(ValueError, match="clean copies"):
+        with_clean(noisy, clean[:10], 0.5, seed=3)

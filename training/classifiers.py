@@ -72,6 +72,19 @@ def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int)
     return np.concatenate(out), np.concatenate(picked)
 
 
+def with_clean(frames: np.ndarray, clean: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """`frames` with about `share` of them (drawn reproducibly from `seed`) replaced by their clean copies
+    `clean` (the same frames before the receiver model)."""
+    if not share:
+        return frames
+    if clean.shape != frames.shape:
+        raise ValueError(f"clean copies of shape {clean.shape} for frames of shape {frames.shape}")
+    pick = np.random.default_rng(seed).random(len(frames)) < share
+    out = frames.copy()
+    out[pick] = clean[pick]
+    return out
+
+
 def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
                            n_classes: int, project: ModRecNet | None = None, codec: HQARF | None = None) -> ModRecNet:
     """The unknown detector: a CNN over the known classes plus "none of them", trained on the training
@@ -118,12 +131,19 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
                 raise SystemExit("the unknown detector learns the codec's reconstructions (detector_reconstructions): "
                                  "train every codec stage first")
             t = time.time()
-            xr, ir = reconstructions(codec, x, n_rec, seed=args.seed + 31337)
-            xrv, irv = reconstructions(codec, x_val, max(1, n_rec // 10), seed=args.seed + 31338)
+            # a share of them from the clean (unimpaired) copies of the same frames: at a static phase a clean
+            # frame's reconstruction can differ from every noisy one's (session 24: seed 3's level-4 8pam, all of
+            # it flagged when clean, 2 % after the receiver model)
+            share = float(cfg.get("detector_clean_share") or 0.0) if "train_clean" in data else 0.0
+            src = with_clean(x, data.get("train_clean", (x,))[0], share, seed=args.seed + 31339)
+            src_val = with_clean(x_val, data.get("val_clean", (x_val,))[0], share, seed=args.seed + 31340)
+            xr, ir = reconstructions(codec, src, n_rec, seed=args.seed + 31337)
+            xrv, irv = reconstructions(codec, src_val, max(1, n_rec // 10), seed=args.seed + 31338)
             x, y = np.concatenate([x, xr]), np.concatenate([y, y[ir]])
             x_val, y_val = np.concatenate([x_val, xrv]), np.concatenate([y_val, y_val[irv]])
-            log.note(f"unknown detector: {len(xr)} reconstructions of training frames ({n_rec} per level) among "
-                     f"the known classes, in {time.time() - t:.1f} s")
+            log.note(f"unknown detector: {len(xr)} reconstructions of training frames ({n_rec} per level"
+                     f"{f', {share:g} of their sources clean' if share else ''}) among the known classes, "
+                     f"in {time.time() - t:.1f} s")
         mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
                  "val": (np.concatenate([x_val, xv]), np.concatenate([y_val, np.full(len(xv), n_classes)]))}
         classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
