@@ -135,8 +135,10 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
             # frame's reconstruction can differ from every noisy one's (session 24: seed 3's level-4 8pam, all of
             # it flagged when clean, 2 % after the receiver model)
             share = float(cfg.get("detector_clean_share") or 0.0) if "train_clean" in data else 0.0
-            src = with_clean(x, data.get("train_clean", (x,))[0], share, seed=args.seed + 31339)
-            src_val = with_clean(x_val, data.get("val_clean", (x_val,))[0], share, seed=args.seed + 31340)
+            src, src_val = x, x_val
+            if share:
+                src = with_clean(x, data["train_clean"][0], share, seed=args.seed + 31339)
+                src_val = with_clean(x_val, data["val_clean"][0], share, seed=args.seed + 31340)
             xr, ir = reconstructions(codec, src, n_rec, seed=args.seed + 31337)
             xrv, irv = reconstructions(codec, src_val, max(1, n_rec // 10), seed=args.seed + 31338)
             x, y = np.concatenate([x, xr]), np.concatenate([y, y[ir]])
@@ -178,11 +180,10 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
     if detector is not None:
         wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
         per_set = {"originals": calibration_threshold(wrapped, calibration, false_flag_rate)}
-        if codec is not None:
-            shipped = Codec(codec, device=str(next(codec.parameters()).device))
-            for level in range(codec.config.levels):
-                rec = shipped.decode(shipped.encode(calibration, level), level)
-                per_set[f"level {level}"] = calibration_threshold(wrapped, rec, false_flag_rate)
+        if codec is not None:  # every calibration frame at every level, as the shipped Codec decodes it
+            rec, _ = reconstructions(codec, calibration, len(calibration), seed=0)
+            for level, frames in enumerate(np.split(rec, codec.config.levels)):
+                per_set[f"level {level}"] = calibration_threshold(wrapped, frames, false_flag_rate)
         threshold = max(per_set.values())
         wrapped.manifest["unknown_detector"] = {
             "threshold": threshold, "false_flag_rate": false_flag_rate, "calibration_frames": int(len(calibration)),
