@@ -431,6 +431,15 @@ def test_redo_from_retrains_from_the_previous_stage(smoke_run):
         < new.index("unknown detector: ") < new.index("model written")
     progress = json.loads((smoke_run / "checkpoint" / "progress.json").read_text())
     assert progress["invocations"][-1]["command"].endswith("--redo-from hqarf:4 --no-evaluate --threads 1")
+    # a --redo-from that drops nothing (no level 9) keeps the detector, which still knows every reconstruction
+    log_before = (smoke_run / "train.log").read_text()
+    proc = run_train("--preset", "smoke", "--run-dir", str(smoke_run), "--resume", "--redo-from", "direct:9",
+                     "--no-evaluate", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = (smoke_run / "train.log").read_text()[len(log_before):]
+    assert "dropped 0 checkpointed levels (none)" in new and "model written" in new
+    assert "unknown_detector: loaded from checkpoint" in new
+    assert "the unknown detector learned the reconstructions" not in new and "unknown detector: " not in new
 
 
 def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):

@@ -181,6 +181,7 @@ def start_run(args):
         log.note(f"--init-from {args.init_from}: checkpoints {', '.join(imported)} (the HAE and no-KL stages "
                  "marked done without weights)")
         args.resume = True
+    dropped = []  # the codec's checkpoints dropped by --redo-from / --redo-direct
     if args.redo_from is not None:
         if not args.resume:
             raise SystemExit("--redo-from needs --resume (it continues a run directory's checkpoints)")
@@ -190,9 +191,11 @@ def start_run(args):
     if args.redo_direct:
         if not args.resume:
             raise SystemExit("--redo-direct needs --resume (it continues a run directory's checkpoints)")
+        dropped += [("direct", lv) for lv in args.redo_direct]
         log.note(f"--redo-direct: dropped {', '.join(ckpt.redo_direct(lv) for lv in args.redo_direct)}")
-    if (args.redo_from is not None or args.redo_direct) and args.stage == "all" and cfg.get("detector_reconstructions"):
-        # The detector learned the reconstructions of the decoders just dropped: it trains again after them.
+    if dropped and args.stage == "all" and cfg.get("detector_reconstructions"):
+        # The detector learned the reconstructions of the decoders just dropped: it trains again after them
+        # (a --redo-from that dropped nothing keeps it).
         if ckpt.redo_detector():
             log.note("the unknown detector learned the reconstructions of the decoders redone: dropped, it trains again")
     args.seed = run_seed(args.seed, ckpt, args.resume)
