@@ -629,7 +629,6 @@ def test_unseen_judges_are_trained_once_cached_and_score_every_level(smoke_run, 
         assert proc.returncode != 0 and "never saw" in proc.stderr and "Traceback" not in proc.stderr
 
 
-
 def test_the_detector_reconstructs_a_share_of_clean_copies():
     """`detector_clean_share`: about that share of the frames the detector's reconstructions come from are the
     clean copies of the same frames (same index, so the labels stay), reproducibly; 0 leaves them as they are."""

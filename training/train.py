@@ -181,7 +181,7 @@ def start_run(args):
         log.note(f"--init-from {args.init_from}: checkpoints {', '.join(imported)} (the HAE and no-KL stages "
                  "marked done without weights)")
         args.resume = True
-    dropped = []  # the codec's checkpoints dropped by --redo-from / --redo-direct
+    dropped = []  # the chain checkpoints --redo-from dropped
     if args.redo_from is not None:
         if not args.resume:
             raise SystemExit("--redo-from needs --resume (it continues a run directory's checkpoints)")
@@ -191,9 +191,8 @@ def start_run(args):
     if args.redo_direct:
         if not args.resume:
             raise SystemExit("--redo-direct needs --resume (it continues a run directory's checkpoints)")
-        dropped += [("direct", lv) for lv in args.redo_direct]
         log.note(f"--redo-direct: dropped {', '.join(ckpt.redo_direct(lv) for lv in args.redo_direct)}")
-    if dropped and args.stage == "all" and cfg.get("detector_reconstructions"):
+    if (dropped or args.redo_direct) and args.stage == "all" and cfg.get("detector_reconstructions"):
         # The detector learned the reconstructions of the decoders just dropped: it trains again after them
         # (a --redo-from that dropped nothing keeps it).
         if ckpt.redo_detector():
