@@ -62,6 +62,15 @@ def test_ships_a_held_out_classifier_and_an_unknown_flag(test_frames):
     assert clf.classify(x)["unknown"].mean() <= 0.05
 
 
+def test_silence_and_an_exact_carrier_get_a_score_and_are_flagged():
+    """An all-zero frame (what the sink makes of NaN samples) and a carrier of exactly constant envelope are
+    none of the six classes: the detector scores them (it gave NaN, so they were never flagged)."""
+    n = 1024
+    frames = np.stack([np.zeros(n), np.exp(2j * np.pi * 0.1 * np.arange(n))]).astype(np.complex64)
+    out = hqarf.load_classifier().classify(frames)
+    assert np.isfinite(out["score"]).all() and out["unknown"].all(), out
+
+
 def test_impaired_frames_are_classified(test_frames):
     """The model is trained for captures: random carrier phase and frequency offset at high SNR."""
     import dataclasses

@@ -319,6 +319,19 @@ def test_symbol_features_tell_16psk_from_32psk_and_see_apsk_rings():
     assert hist[:SYMBOL_BINS // 2].sum() > 0.1 and hist[SYMBOL_BINS // 2:].sum() > 0.5
 
 
+def test_symbol_features_are_finite_on_silence_and_on_a_pure_carrier():
+    """A constant envelope (silence, an exact carrier) has no symbol-rate line: its height is 1 (feature 0),
+    not log 0, so the detector reading these statistics gives a score, not NaN."""
+    n = 1024
+    for frame in (np.zeros(n), np.exp(2j * np.pi * 0.1 * np.arange(n)), np.ones(n)):
+        stats = _symbol_stats(frame.astype(np.complex64))
+        assert np.isfinite(stats).all(), stats
+        assert stats[0] == pytest.approx(0.0, abs=1e-6)
+    # a frame with a line keeps its height
+    rng = np.random.default_rng(3)
+    assert _symbol_stats(_shaped(np.exp(2j * np.pi * rng.integers(0, 16, 600) / 16), 3.0))[0] > 1.0
+
+
 def test_thinned_critic_drops_out_at_the_rate_asked_and_is_restored():
     """stages.thinned(net, p): the critic's dropout (modules and attention) at p in training mode for the
     reconstruction's pass (a different thinned critic each call), then its own rates and mode again;

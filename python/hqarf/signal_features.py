@@ -43,10 +43,10 @@ def spectral_features(iq: torch.Tensor) -> torch.Tensor:
     n = z.shape[-1]
     chans, zk = [], _power_chain(z, SPECTRAL_POWERS)
     for k in SPECTRAL_POWERS:
-        power = torch.fft.fft(zk[k]).abs().pow(2)
+        power = _power(torch.fft.fft(zk[k]))
         chans.append(torch.log1p(power / power.mean(-1, keepdim=True).clamp_min(1e-12)))
-    spectrum = torch.fft.fft(z, 2 * n).abs().pow(2)
-    r = torch.fft.ifft(spectrum.to(torch.complex64)).abs()[:, :n]
+    spectrum = _power(torch.fft.fft(z, 2 * n))
+    r = _magnitude(torch.fft.ifft(spectrum.to(torch.complex64))[:, :n])
     chans.append(r / r[:, :1].clamp_min(1e-12))
     return torch.stack(chans, 1)
 
@@ -69,7 +69,7 @@ def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) ->
     moments = []
     for d in PHASE_LAGS:
         u = z[:, d:] * z[:, :-d].conj()
-        u = u / u.abs().clamp_min(1e-6)
+        u = u / _magnitude(u).clamp_min(1e-6)
         uk = _power_chain(u, SPECTRAL_POWERS)
         moments += [uk[k].mean(-1).abs() for k in SPECTRAL_POWERS]
     spectra = spectral_features(iq) if spectra is None else spectra
@@ -80,17 +80,28 @@ def statistic_features(iq: torch.Tensor, spectra: torch.Tensor | None = None) ->
 STATISTICS = AMPLITUDE_BINS + len(PHASE_LAGS) * len(SPECTRAL_POWERS) + len(SPECTRAL_POWERS) + 1
 
 
+def _power(z: torch.Tensor) -> torch.Tensor:
+    """|z|**2 of a complex tensor from its real and imaginary parts (no square root)."""
+    return z.real.square() + z.imag.square()
+
+
+def _magnitude(z: torch.Tensor) -> torch.Tensor:
+    """|z| of a complex tensor: 3x faster on the CPU than torch's complex abs (a hypot per element), the same
+    within 3e-7 relative. Where a gradient is asked for, torch's own (whose gradient at 0 is 0)."""
+    return z.abs() if z.requires_grad else _power(z).sqrt()
+
+
 def _histogram(values: torch.Tensor, bins: int, top: float, weight: torch.Tensor | None = None) -> torch.Tensor:
     """(B, N) -> (B, bins): the share of each frame's values in `bins` equal bins over [0, top), the last bin
-    holding everything above; `weight` (B, N) of 0 and 1 leaves values out."""
+    holding everything above (and whatever share the others leave: 1 for a frame with no values); `weight`
+    (B, N) of 0 and 1 leaves values out."""
     edges = torch.arange(1, bins, dtype=values.dtype, device=values.device) * (top / bins)
-    under = (values[:, None, :] < edges[None, :, None]).to(values.dtype)  # (B, bins - 1, N)
-    if weight is None:
-        below = under.mean(-1)
-    else:
-        below = (under * weight[:, None]).sum(-1) / weight.sum(-1, keepdim=True).clamp_min(1)
-    ones = torch.ones_like(below[:, :1])
-    return torch.cat([below, ones], 1) - torch.cat([torch.zeros_like(ones), below], 1)
+    index = torch.bucketize(values, edges, right=True)                # the number of edges <= value
+    ones = torch.ones_like(values) if weight is None else weight
+    counts = torch.zeros(values.shape[0], bins, dtype=values.dtype, device=values.device).scatter_add_(1, index, ones)
+    total = float(values.shape[1]) if weight is None else weight.sum(-1, keepdim=True).clamp_min(1)
+    share = counts[:, :-1] / total
+    return torch.cat([share, 1 - share.sum(-1, keepdim=True)], 1)
 
 
 def _power_chain(z: torch.Tensor, exponents) -> dict:
@@ -147,17 +158,18 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     b, n = z.shape
     real = iq.dtype
     # the symbol rate: the squared envelope's line, refined between FFT bins by a parabola
-    e = z.abs().pow(2)
+    e = iq.pow(2).sum(1)
     e = (e - e.mean(-1, keepdim=True)) * torch.hann_window(n, periodic=False, dtype=real, device=iq.device)
     pad = 8 * n
-    spec = torch.fft.rfft(e, pad).abs()
+    spec = _magnitude(torch.fft.rfft(e, pad))
     lo, hi = int(0.2 * pad), int(0.5 * pad) - 1
     band = spec[:, lo:hi]
     k = band.argmax(-1).clamp(1, hi - lo - 2)
     left, mid, right = (band.gather(1, (k + d)[:, None])[:, 0] for d in (-1, 0, 1))
     shift = (0.5 * (left - right) / (left - 2 * mid + right).clamp(max=-1e-12)).clamp(-0.5, 0.5)
     rate = (lo + k + shift) / pad                                            # symbols per sample, (B,)
-    line = torch.log(mid / band.pow(2).mean(-1).sqrt().clamp_min(1e-12))
+    # (a frame with a constant envelope, a carrier or silence, has no line: mid 0, and a height of 1, not log 0)
+    line = torch.log(mid.clamp_min(1e-12) / band.pow(2).mean(-1).sqrt().clamp_min(1e-12))
     # two receive filters, 4x upsampled through the spectrum: a root-raised-cosine matched filter at that
     # rate, and none (rectangular pulses are exact at their centres, where the matched filter smears them)
     spectrum = torch.fft.fft(z)
@@ -171,7 +183,7 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     y = torch.fft.ifft(wide)                                                 # (B, 2, 4 n)
     # the timing: the phase of the filtered envelope's line at the symbol rate (its peaks at the symbols)
     period = 1.0 / rate                                                      # samples per symbol, (B,)
-    env = y[:, 0, ::_UPSAMPLE].abs().pow(2)
+    env = _power(y[:, 0, ::_UPSAMPLE])
     env = env - env.mean(-1, keepdim=True)
     arg = -2 * torch.pi * rate[:, None] * torch.arange(n, dtype=real, device=iq.device)[None]
     line_phase = torch.atan2((env * torch.sin(arg)).sum(-1), (env * torch.cos(arg)).sum(-1))
@@ -185,16 +197,20 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     pos = (t * _UPSAMPLE).clamp(0, _UPSAMPLE * n - 2)
     i0 = pos.floor()
     frac = (pos - i0).to(real).repeat(1, 2, 1)
-    i0 = i0.long().reshape(b, 1, -1).expand(b, 2, -1)
-    s = (y.gather(2, i0).reshape(frac.shape) * (1 - frac) + y.gather(2, i0 + 1).reshape(frac.shape) * frac)
+    i0 = i0.long().reshape(b, 1, -1, 1).expand(b, 2, -1, 2)
+    # interpolated on the real and imaginary parts (a complex times a real tensor would promote the real one)
+    yr = torch.view_as_real(y)
+    left = yr.gather(2, i0).reshape(*frac.shape, 2)
+    s = torch.view_as_complex(torch.lerp(left, yr.gather(2, i0 + 1).reshape(*frac.shape, 2), frac[..., None]))
     count = valid.sum(-1).clamp_min(2)                                       # (B, 2 P)
-    amp = s.abs()
-    rms = (amp.pow(2) * valid).sum(-1).div(count).sqrt().clamp_min(1e-12)
-    amp = amp / rms[..., None]
+    mag = _magnitude(s)
+    rms = (mag.pow(2) * valid).sum(-1).div(count).sqrt().clamp_min(1e-12)
+    amp = mag / rms[..., None]
     pair = valid[..., 1:] * valid[..., :-1]
     pairs = pair.sum(-1).clamp_min(1)
     v = s[..., 1:] * s[..., :-1].conj()
-    v = v * (pair / v.abs().clamp_min(1e-12))  # unit phasors, 0 outside the frame (every power 0 there too)
+    # unit phasors (|v| is the product of the two magnitudes), 0 outside the frame (every power 0 there too)
+    v = v * (pair / (mag[..., 1:] * mag[..., :-1]).clamp_min(1e-12))
     powers = _power_chain(v, SYMBOL_POWERS)
     moments = torch.stack([powers[p].sum(-1).abs() / pairs for p in SYMBOL_POWERS], -1)
     moments = moments.amax(1)                                                # (B, powers)
