@@ -192,16 +192,20 @@ def flowgraph_figures(codec, args):
         model = tmp
         codec.save(tmp)
         try:
-            hqarf.load_classifier(args.model if args.model not in ("paper", "default") else None).save(tmp)
+            classifier = hqarf.load_classifier(args.model if args.model not in ("paper", "default") else None)
+            classifier.save(tmp)
+            if classifier.detector is not None:  # the sink runs both (until session 27 the bench left it out)
+                classifier.detector.save(tmp)
             have_classifier = True
         except hqarf.WeightsError:
             have_classifier = False
         print(f"\nflowgraph throughput (Msps, {n} frames from a vector source ({len(enc_frames)} for the encoder "
               f"alone), frames_per_pdu 16, 1 thread per "
               f"block, median of {args.flow_repeats}); GNU Radio C++ copy block measured beside each row; '2thr': "
-              f"the block alone with num_threads=2 (two workers: a sensor or a cloud host whose only heavy block it is)")
+              f"the block alone with num_threads=2 (two workers: a sensor or a cloud host whose only heavy block it is); "
+              f"'modrec': classifier and unknown detector, 'mod det': classes_from='detector' (the detector alone) on 1 and 2 threads")
         print(f"{'runtime':>11} {'level':>5} {'copy':>7} {'GEMM GF/s':>9} {'encoder':>8} {'enc 2thr':>8} {'decoder':>8}"
-              f" {'dec 2thr':>8} {'modrec':>8} {'mod 2thr':>8} {'chain':>8}")
+              f" {'dec 2thr':>8} {'modrec':>8} {'mod 2thr':>8} {'mod det':>8} {'det 2thr':>8} {'chain':>8}")
         for runtime in args.runtimes:
             for level in args.levels:
                 try:
@@ -213,15 +217,20 @@ def flowgraph_figures(codec, args):
                     blobs = [codec.compress(frames[i:i + 16], level, sequence=i // 16) for i in range(0, n, 16)]
                     dec = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime))
                     dec2 = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime, num_threads=2))
-                    mod = mod2 = chain = float("nan")
+                    mod = mod2 = mod_det = mod_det2 = chain = float("nan")
                     if have_classifier:
                         mod = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime))
                         mod2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime, num_threads=2))
+                        if classifier.detector is not None:
+                            mod_det = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime,
+                                                                              classes_from="detector"))
+                            mod_det2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime,
+                                                                               num_threads=2, classes_from="detector"))
                         chain = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime))
                 except ValueError as exc:
                     print(f"{runtime:>11} skipped: {exc}")
                     break
-                print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {enc2:>8.3f} {dec:>8.3f} {dec2:>8.3f} {mod:>8.3f} {mod2:>8.3f}"
+                print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {enc2:>8.3f} {dec:>8.3f} {dec2:>8.3f} {mod:>8.3f} {mod2:>8.3f} {mod_det:>8.3f} {mod_det2:>8.3f}"
                       f" {chain:>8.3f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak:.0f} MiB")

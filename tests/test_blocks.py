@@ -405,4 +405,30 @@ def test_modrec_sink_flags_frames_its_unknown_detector_scores_above_the_threshol
     assert sink.unknown_threshold == 1.0
     with pytest.raises(ValueError):
         sink.set_unknown_threshold(-0.5)
+
+    # classes_from="detector": class, confidence and score all from the detector's one pass
+    logits = torch.from_numpy(wrapped.logits(x))
+    known = torch.softmax(logits[:, :-1], -1).numpy()
+    one = clf.classify(x, classes_from="detector")
+    assert one["prediction"].tolist() == known.argmax(-1).tolist()
+    np.testing.assert_allclose(one["confidence"], known.max(-1), rtol=1e-5)
+    np.testing.assert_allclose(one["score"], scores, rtol=1e-5)
+    assert one["unknown"].tolist() == expected["unknown"].tolist()
+    assert known.argmax(-1).tolist() != clf.predict(x).tolist()  # two random networks: the choice shows
+    sink, messages = run_modrec_sink(x, model=model, true_label=0, classes_from="detector")
+    assert [m["class_index"] for m in messages] == one["prediction"].tolist()
+    assert [m["unknown"] for m in messages] == one["unknown"].tolist()
+    assert sink.histogram() == {c: int((one["prediction"] == i).sum()) for i, c in enumerate(CLASSES)}
+    sink.set_classes_from("classifier")  # the GRC callback
+    assert sink.classes_from == "classifier"
+    with pytest.raises(ValueError, match="classes_from"):
+        sink.set_classes_from("both")
+    with pytest.raises(ValueError, match="classes_from"):
+        clf.classify(x, classes_from="both")
     shutil.rmtree(model)
+
+
+def test_modrec_sink_refuses_classes_from_a_detector_the_model_lacks(tiny_model_dir):
+    assert hqarf.load_classifier(tiny_model_dir).detector is None
+    with pytest.raises(ValueError, match="no unknown detector"):
+        hqarf.modrec_sink(model=tiny_model_dir, classes_from="detector")

@@ -155,6 +155,10 @@ def test_classify_prints_each_frame_a_histogram_and_the_accuracy(tiny_model_dir,
     assert code == 0 and "level 3 reconstruction" in out and "of 6 labelled frames" in out
     assert not any(line.split()[0].isdigit() for line in out.splitlines() if line.split())
 
+    # the shipped model has an unknown detector: classes from it, one network per frame
+    code, out, _ = run(capsys, "classify", base, "--classes-from", "detector", "--summary-only")
+    assert code == 0 and "of 6 labelled frames" in out
+
 
 def test_classify_a_compressed_file_keeps_the_labels(tmp_path, tiny_model_dir, labelled_recording, capsys):
     base, _ = labelled_recording
@@ -280,6 +284,8 @@ def test_usage_errors_exit_2(tmp_path, tiny_model_dir, labelled_recording, capsy
     code, _, err = run(capsys, "compress", base, "-o", tmp_path / "c")  # no --level: argparse says so
     assert code == 2 and "--level" in err and "Traceback" not in err
     assert run(capsys)[0] == 2
+    result = run(capsys, "classify", base, "--model", tiny_model_dir, "--classes-from", "detector")
+    assert_one_line_error(result, "--classes-from detector", "no unknown detector", rc=2)
 
 
 def test_sigmf_archive_and_integer_datatypes_read_as_complex64(tmp_path, rng):

@@ -288,14 +288,28 @@ class Classifier:
         dist = torch.einsum("ncf,fg,ncg->nc", d, precision, d)
         return (dist.min(-1).values / e.shape[1]).cpu().numpy()
 
-    def classify(self, x, threshold: float | None = None) -> dict:
+    def classify(self, x, threshold: float | None = None, classes_from: str = "classifier") -> dict:
         """Per frame: predicted class index, confidence (max softmax), the unknown score and the unknown
         flag (score above `threshold`, default the model's). A model that cannot flag unknowns gives a
-        NaN score and flags nothing."""
+        NaN score and flags nothing.
+
+        `classes_from`: "classifier" (default) takes the class from this classifier and the score from the
+        unknown detector (two networks); "detector" takes both from the unknown detector, one network: the
+        class is the argmax of its outputs for the known classes, the confidence their softmax (about twice
+        as fast; the detector saw reconstructions in training, so it is no independent judge of a codec)."""
+        if classes_from not in CLASSES_FROM:
+            raise ValueError(f"classes_from must be one of {CLASSES_FROM}, got {classes_from!r}")
+        threshold = self.unknown_threshold if threshold is None else float(threshold)
+        if classes_from == "detector":
+            logits = torch.from_numpy(self.class_detector().logits(x))
+            proba = torch.softmax(logits[:, :-1], -1).numpy()
+            score = torch.softmax(logits, -1)[:, -1].numpy()
+            unknown = score > threshold if threshold is not None else np.zeros(len(score), bool)  # no threshold
+            return {"prediction": proba.argmax(-1).astype(np.int64), "confidence": proba.max(-1),
+                    "score": score, "unknown": unknown}
         logits = torch.from_numpy(self.logits(x))
         proba = torch.softmax(logits, -1).numpy()
         out = {"prediction": proba.argmax(-1).astype(np.int64), "confidence": proba.max(-1)}
-        threshold = self.unknown_threshold if threshold is None else float(threshold)
         if self.unknown_threshold is None:
             out["score"] = np.full(len(proba), np.nan, np.float32)
             out["unknown"] = np.zeros(len(proba), bool)
@@ -303,6 +317,17 @@ class Classifier:
         out["score"] = self.unknown_score(x)
         out["unknown"] = out["score"] > threshold
         return out
+
+    def class_detector(self) -> "Classifier":
+        """The unknown detector, checked to answer for this classifier's classes (its outputs: these classes,
+        then "none of them"): what classify(classes_from="detector") runs. ValueError where there is none."""
+        detector = self.detector
+        if detector is None:
+            raise ValueError("this model has no unknown detector: classes can only come from the classifier")
+        if detector.classes[:-1] != self.classes:
+            raise ValueError(f"the unknown detector's classes {detector.classes[:-1]} are not the classifier's "
+                             f"{self.classes}")
+        return detector
 
     def save(self, directory, **manifest) -> str:
         body = {"config": self.config.to_dict(), "classes": self.classes,
@@ -320,6 +345,8 @@ class Classifier:
 # The kinds of classifier a model directory holds: the project classifier, the held-out evaluation
 # classifier, and the unknown detector (the classes plus a last output "none of them").
 KINDS = ("classifier", "heldout_classifier", "unknown_detector")
+# Where Classifier.classify takes the class from (the ModRec sink's and the classify command's choice).
+CLASSES_FROM = ("classifier", "detector")
 
 
 def load_classifier(path=None, device: str = "cpu", kind: str = "classifier", runtime: str = DEFAULT_RUNTIME,

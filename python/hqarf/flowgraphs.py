@@ -370,11 +370,12 @@ def decoder_benchmark(model, blobs, device="cpu", num_threads=1, runtime="torch"
     return {"frames": frames, "seconds": seconds, "msps": frames * block.frame_len / seconds / 1e6}
 
 
-def modrec_benchmark(model, frames, device="cpu", num_threads=1, runtime="torch") -> dict:
+def modrec_benchmark(model, frames, device="cpu", num_threads=1, runtime="torch", classes_from="classifier") -> dict:
     """Time vector source -> modrec_sink over `frames`."""
     frames = np.asarray(frames, dtype=np.complex64)
     tb = gr.top_block("hqarf modrec benchmark")
-    block = modrec_sink(model=model, device=device, num_threads=num_threads, runtime=runtime)
+    block = modrec_sink(model=model, device=device, num_threads=num_threads, runtime=runtime,
+                        classes_from=classes_from)
     warm_up(classifier=block.classifier)
     tb.connect(frame_source(frames), block)
     began = time.perf_counter()

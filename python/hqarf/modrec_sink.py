@@ -12,7 +12,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .classifier import load_classifier
+from .classifier import CLASSES_FROM, load_classifier
 from ._checks import check_int
 from ._vocabulary import TAG_LEVEL, TAG_SEQUENCE, TAG_TRUE_LABEL, WarnsOnce
 from .runtime import check_runtime
@@ -63,12 +63,18 @@ class modrec_sink(WarnsOnce, gr.basic_block):
     flowgraphs.Cloud do it in wait(); a hand-built flowgraph passes the upstream block's
     `nitems_written(0)`). To classify them instead, let the upstream finish (flowgraphs.Cloud.drain).
 
+    Classes from: "classifier" (default) takes each frame's class from the ModRec classifier and its unknown
+    score from the unknown detector, two networks per frame; "detector" takes both from the unknown
+    detector (its outputs for the six classes, then "none of them"), one network, about twice the frames
+    per second at the same accuracy (docs/speed.md). The offline reports use the classifier.
+
     Speed: `runtime` ("torch" default, "torchscript"; "onnx" runs TorchScript, see
     hqarf.classifier) and `num_threads` (1; 0 = leave torch's setting alone) as for hqarf.encoder;
     torch's process-wide thread count is not changed for other blocks.
     """
 
-    def __init__(self, model="", true_label=-1, device="cpu", num_threads=1, runtime="torch", unknown_threshold=-1.0):
+    def __init__(self, model="", true_label=-1, device="cpu", num_threads=1, runtime="torch", unknown_threshold=-1.0,
+                 classes_from="classifier"):
         gr.basic_block.__init__(self, name="hqarf_modrec_sink", in_sig=[np.complex64], out_sig=None)
         num_threads = check_int("num_threads", num_threads, 0)
         self.classifier = load_classifier(model or None, device=device, runtime=check_runtime(runtime),
@@ -81,6 +87,7 @@ class modrec_sink(WarnsOnce, gr.basic_block):
         self.true_label = check_int("true_label", true_label, -1, len(self.classes) - 1)
         self._unknown_count = 0
         self.set_unknown_threshold(unknown_threshold)
+        self.set_classes_from(classes_from)
         self.frame_len = self.classifier.frame_len
         self.message_port_register_out(CLASSIFICATION)
         self._partial = np.zeros(0, np.complex64)
@@ -123,6 +130,15 @@ class modrec_sink(WarnsOnce, gr.basic_block):
         if not (threshold == -1.0 or threshold >= 0.0):
             raise ValueError(f"unknown_threshold must be -1 (the model's) or >= 0, got {threshold}")
         self.unknown_threshold = self.classifier.unknown_threshold if threshold == -1.0 else threshold
+
+    def set_classes_from(self, classes_from) -> None:
+        """GRC callback: "classifier" (the class from the classifier, the unknown score from the detector) or
+        "detector" (both from the unknown detector: one network, about twice the frames per second)."""
+        if classes_from not in CLASSES_FROM:
+            raise ValueError(f"classes_from must be one of {CLASSES_FROM}, got {classes_from!r}")
+        if classes_from == "detector":
+            self.classifier.class_detector()  # a model without a (matching) detector fails here, not in work()
+        self.classes_from = classes_from
 
     def counters(self) -> dict:
         return {"frames": self._frames, "scored": self._scored, "correct": self._correct,
@@ -189,7 +205,7 @@ class modrec_sink(WarnsOnce, gr.basic_block):
 
     def _classify(self, frames, first_offset: int) -> None:
         L = self.frame_len
-        result = self.classifier.classify(frames, self.unknown_threshold)
+        result = self.classifier.classify(frames, self.unknown_threshold, self.classes_from)
         predicted, confidence = result["prediction"], result["confidence"]
         unknown, score = result["unknown"], result["score"]
         self._unknown_count += int(unknown.sum())
