@@ -23,6 +23,7 @@ from .codec import load_codec
 from .classifier import CLASSES_FROM, load_classifier
 from .container import ContainerError
 from .frames import pad_to_frames
+from .model_info import pretty_lines
 from .sigmf import RecordingError
 from .weights import WeightsError, manifest_path
 from .wire import WireFormatError
@@ -276,38 +277,6 @@ def _print_summary(source, classes, pred, conf, labels) -> None:
 
 
 # -- info ------------------------------------------------------------------------------------
-def _format_value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
-        return "[" + ", ".join(_format_value(x) for x in v) + "]"
-    return str(v)
-
-
-def _pretty(value, indent: int = 2) -> list:
-    """Nested manifest values as indented `key: value` lines."""
-    pad = " " * indent
-    lines = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)):
-                lines.append(f"{pad}{k}:")
-                lines += _pretty(v, indent + 2)
-            else:
-                lines.append(f"{pad}{k}: {_format_value(v)}")
-    elif isinstance(value, list):
-        for v in value:
-            sub = _pretty(v, indent + 2)
-            if sub and isinstance(v, dict):
-                lines.append(f"{pad}- {sub[0].strip()}")
-                lines += sub[1:]
-            else:
-                lines.append(f"{pad}- {_format_value(v)}")
-    else:
-        lines.append(f"{pad}{_format_value(value)}")
-    return lines
-
-
 def _info_compressed(path: Path) -> int:
     h = container_io.open_header(path)
     g = h.metadata.get("global", {}) if isinstance(h.metadata, dict) else {}
@@ -321,7 +290,7 @@ def _info_compressed(path: Path) -> int:
                                                       "core:sha512", "core:extensions")}
     if extra:
         print("metadata")
-        print("\n".join(_pretty(extra)))
+        print("\n".join(pretty_lines(extra)))
     return 0
 
 
@@ -351,7 +320,7 @@ def cmd_info(args) -> int:
     for key in ("provenance", "metrics"):
         if manifest.get(key):
             print(f"\n{key}")
-            print("\n".join(_pretty(manifest[key])))
+            print("\n".join(pretty_lines(manifest[key])))
     try:
         clf = load_classifier(target)
         print(f"\nclassifier   {len(clf.classes)} classes: {', '.join(clf.classes)} "

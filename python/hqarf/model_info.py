@@ -32,3 +32,36 @@ def codec_levels(model="") -> int:
     if not isinstance(levels, int) or levels < 1:
         raise ValueError(f"{path}: config.levels must be a positive integer, not {levels!r}")
     return levels
+
+
+def format_value(v) -> str:
+    """A manifest value on one line: floats to 4 significant digits, flat lists in brackets."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
+        return "[" + ", ".join(format_value(x) for x in v) + "]"
+    return str(v)
+
+
+def pretty_lines(value, indent: int = 2) -> list:
+    """Nested manifest values as indented `key: value` lines (gr-hqarf info)."""
+    pad = " " * indent
+    lines = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)):
+                lines.append(f"{pad}{k}:")
+                lines += pretty_lines(v, indent + 2)
+            else:
+                lines.append(f"{pad}{k}: {format_value(v)}")
+    elif isinstance(value, list):
+        for v in value:
+            sub = pretty_lines(v, indent + 2)
+            if sub and isinstance(v, dict):
+                lines.append(f"{pad}- {sub[0].strip()}")
+                lines += sub[1:]
+            else:
+                lines.append(f"{pad}- {format_value(v)}")
+    else:
+        lines.append(f"{pad}{format_value(value)}")
+    return lines
