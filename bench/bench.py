@@ -133,7 +133,7 @@ def codec_figures(codec, costs, args, device, rng):
     return best
 
 
-def budgets(costs, best, gemm_1thread, clf_macs, args):
+def budgets(costs, best, gemm_1thread, clf_macs, args, detector_macs=0):
     """What the must-show rates need: MACs per frame at SHARE of the same-run 1-thread GEMM rate."""
     L = 1024
     print(f"\nMAC budget per frame for the target rates at {100 * SHARE:.0f}% of a {gemm_1thread:.1f} GFLOP/s "
@@ -152,6 +152,9 @@ def budgets(costs, best, gemm_1thread, clf_macs, args):
     budget = SHARE * gemm_1thread * 1e9 / 2 / (2.0e6 / L)
     print(f"{'modrec':>8} {'-':>5} {2.0:>11.1f} {budget / 1e6:>11.2f} {clf_macs / 1e6:>8.2f} {clf_macs / budget:>6.1f}x"
           f" {clf_macs / budget / 2:>15.1f}x")
+    if detector_macs:  # classes_from="detector": the detector alone
+        print(f"{'mod det':>8} {'-':>5} {2.0:>11.1f} {budget / 1e6:>11.2f} {detector_macs / 1e6:>8.2f}"
+              f" {detector_macs / budget:>6.1f}x {detector_macs / budget / 2:>15.1f}x")
     for level in range(len(costs)):
         # the chain on 2 cores: encoder, decoder and classifier share two cores' GEMM rate
         budget = SHARE * 2 * gemm_1thread * 1e9 / 2 / (1.0e6 / L)
@@ -273,7 +276,7 @@ def main(argv=None) -> int:
     for c in costs:
         print(f"  level {c['level']}: encode {c['encode_macs'] / 1e6:.2f} + {c['encode_quantizer_macs'] / 1e6:.2f} M,"
               f" decode {c['decode_macs'] / 1e6:.2f} + {c['decode_quantizer_macs'] / 1e6:.2f} M")
-    clf_macs = 0
+    clf_macs = detector_macs = 0
     try:
         clf = hqarf.load_classifier(args.model if args.model not in ("paper", "default") else None)
         clf_macs = classifier_macs(clf)
@@ -288,7 +291,7 @@ def main(argv=None) -> int:
         pass
     print()
     best = codec_figures(codec, costs, args, device, rng)
-    budgets(costs, best, gemm_gflops(1, device), clf_macs, args)
+    budgets(costs, best, gemm_gflops(1, device), clf_macs, args, detector_macs)
 
     print("\nwire bytes per frame (indices + header + per-frame scale + CRC32)")
     print(f"{'level':>5} {'bits/frame':>10} {'1-frame msg':>11} {'16-frame msg':>12} {'overhead@16':>11}"

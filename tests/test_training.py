@@ -299,6 +299,12 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     assert "Reconstructions of the clean 6Mod frames flagged unknown" in (tmp_path / "robustness.md").read_text()
     assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
     assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
+    sources = report["class_sources"]  # the ModRec sink's classes_from, both sources, clean and impaired
+    assert set(sources) == {"clean", "impaired"}
+    assert all(list(rows) == ["originals", "L0", "L1", "L2", "L3", "L4"] for rows in sources.values())
+    assert all(set(r) == {"classifier", "detector"} and all(0.0 <= a <= 1.0 for a in r.values())
+               for rows in sources.values() for r in rows.values())
+    assert "## The ModRec sink's class sources" in (tmp_path / "robustness.md").read_text()
     assert (tmp_path / "accuracy_vs_snr.png").stat().st_size > 5000
     gr_in = report["gnuradio_in_set"]
     assert list(gr_in["rows"]) == ["originals", "L0", "L1", "L2", "L3", "L4"] and gr_in["frames_per_kind"] == 3

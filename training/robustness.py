@@ -259,6 +259,24 @@ def reconstructions_flagged(classifier, recon: dict, say=print) -> dict | None:
     return out
 
 
+def class_sources(classifier, x, y, recon: dict, x_impaired, recon_impaired: dict, say=print) -> dict | None:
+    """Accuracy of the ModRec sink's two class sources (`classes_from`): the classifier, and the unknown
+    detector's outputs for the known classes (one network instead of two), on originals and every level's
+    reconstructions, clean and through the receiver model. The detector saw reconstructions in its training,
+    so it is no independent judge of the codec: this says which source a sink may use, not how good the codec
+    is. None for models without a detector."""
+    if classifier.detector is None:
+        return None
+    out = {}
+    for variant, frames, levels in (("clean", x, recon), ("impaired", x_impaired, recon_impaired)):
+        rows = {"originals": frames, **{f"L{k}": v for k, v in levels.items()}}
+        out[variant] = {name: {source: float((classifier.classify(f, classes_from=source)["prediction"] == y).mean())
+                               for source in ("classifier", "detector")} for name, f in rows.items()}
+        say(f"robustness: class sources, {variant}: " + ", ".join(
+            f"{name} {r['classifier']:.3f} / {r['detector']:.3f}" for name, r in out[variant].items()))
+    return out
+
+
 def ood_scores(classifier, x) -> dict:
     """Per-frame out-of-set scores, higher = less like a known class: 1 - max softmax, minus the energy
     score log-sum-exp of the logits, and (models with statistics) the Mahalanobis score."""
@@ -346,6 +364,16 @@ def markdown(report: dict) -> str:
             out += ["", f"GNU Radio's gfsk_mod (Gaussian pulses, BT 0.5, modulation index 0.32-0.64: torchsig's 2gfsk, a kind "
                     f"outside 6Mod; {g['frames']} frames), called 2fsk by the project classifier / flagged unknown: "
                     + ", ".join(f"{k} {v['called_2fsk']:.2f} / {v['flagged_unknown']:.2f}" for k, v in g["rows"].items()) + "."]
+    sources = report.get("class_sources")
+    if sources:
+        frames = f"{ood['in_set_frames']} test frames" if ood.get("in_set_frames") else "test frames"
+        out += ["", f"## The ModRec sink's class sources ({frames}; `classes_from`: classifier / detector)", "",
+                "Accuracy on the unknown flag's in-set frames, clean and through the receiver model; the detector "
+                "(one network instead of two) saw reconstructions in training, so this chooses a source, it does not "
+                "judge the codec.", "", "| frames | " + " | ".join(sources) + " |", "|---|" + "---|" * len(sources)]
+        for name in next(iter(sources.values())):
+            out.append(f"| {name} | " + " | ".join(f"{sources[v][name]['classifier']:.3f} / {sources[v][name]['detector']:.3f}"
+                                                for v in sources) + " |")
     props = report["signal_properties"]
     out += ["", "## Salient signal properties (means per class: originals, then each level)", "",
             "bandwidth_tracking: Spearman's rank correlation, within each class, between the originals' and the "
@@ -383,12 +411,16 @@ def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: 
     report["accuracy_vs_snr"] = accuracy_vs_snr(codec, classifiers, x, y, snrs, base, say)
     plot_accuracy_vs_snr(report["accuracy_vs_snr"], out_dir / "accuracy_vs_snr.png")
     xv, _ = generate("val", max(per_class, 100), DataConfig(), progress=False)
-    x_flag = x if flag_per_class <= per_class else generate("test", flag_per_class, DataConfig(), progress=False)[0]
+    x_flag, y_flag = (x, y) if flag_per_class <= per_class else generate("test", flag_per_class, DataConfig(), progress=False)
     report["out_of_set"] = out_of_set(classifiers["project"], x_flag, xv, ood_per_kind, codec.frame_len, base, say)
     report["out_of_set"]["in_set_frames"] = int(len(x_flag))
     recon = {level: codec.decode(codec.encode(x, level), level) for level in range(codec.levels)}
     report["out_of_set"]["reconstructions_flagged"] = reconstructions_flagged(classifiers["project"], recon, say)
     report["signal_properties"] = signal_properties.property_table(x, y, recon, CLASSES)
+    x_imp = impair(x_flag, "test", base)[0]
+    report["class_sources"] = class_sources(
+        classifiers["project"], x_flag, y_flag, {lv: codec.decode(codec.encode(x_flag, lv), lv) for lv in range(codec.levels)},
+        x_imp, {lv: codec.decode(codec.encode(x_imp, lv), lv) for lv in range(codec.levels)}, say)
     report["gnuradio_in_set"] = gnuradio_in_set(codec, classifiers, ood_per_kind, base, say)
     report["seconds"] = round(time.time() - t, 1)
     (out_dir / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")
