@@ -154,3 +154,43 @@ def test_the_shipped_model_keeps_its_codes_and_reconstructions():
             token = ref[:, -1] if level in model.config.semantic_levels else None
             expected = model.decode_codewords(model.levels[level].quantizer.lookup(ref), level, token)
             assert torch.allclose(model.decode(ref, level), expected, atol=1e-5), level
+
+
+def test_classifiers_run_with_their_batch_norms_folded_and_follow_new_weights():
+    """hqarf.Classifier runs a copy of its network with each convolution's batch norm folded in
+    (classifier.folded_copy): the same logits as the network, the network itself untouched; when the
+    network's weights change in place (an optimiser step), the copy is made again."""
+    import numpy as np
+    from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, folded_copy
+    from gnuradio.hqarf.frames import to_iq
+    torch.manual_seed(5)
+    net = ModRecNet(ClassifierConfig(num_classes=7, stem_width=8, widths=(8, 16), blocks=(1, 1), spectral_width=4,
+                                     statistics_width=8, symbol_statistics=True))
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.3, 3.0)
+                module.weight.normal_(1, 0.3)
+                module.bias.normal_(0, 0.3)
+    net.eval()
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((6, 1024)) + 1j * rng.standard_normal((6, 1024))).astype(np.complex64)
+    iq = to_iq(x, "cpu")
+    folded = folded_copy(net)
+    batch_norms = lambda m: sum(isinstance(k, nn.BatchNorm1d) for k in m.modules())  # noqa: E731
+    assert batch_norms(folded) == 1 and batch_norms(net) == 14  # left: the statistics layer's (before a Linear)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(iq), net(iq), rtol=1e-5, atol=1e-5)
+    clf = Classifier(net, {"classes": [str(k) for k in range(7)]})
+    torch.testing.assert_close(torch.from_numpy(clf.logits(x)), net(iq).detach(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        net.stem[0].weight.mul_(-1.5)  # in place, as an optimiser step
+    with torch.no_grad():
+        expected = net(iq)
+    torch.testing.assert_close(torch.from_numpy(clf.logits(x)), expected, rtol=1e-5, atol=1e-5)
+    # the shipped networks: the same decisions, logits within float rounding
+    shipped = hqarf.load_classifier()
+    for model in (shipped, shipped.detector):
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(model.logits(x)), model.net(iq), rtol=1e-4, atol=1e-4)
