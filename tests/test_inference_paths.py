@@ -189,6 +189,12 @@ def test_classifiers_run_with_their_batch_norms_folded_and_follow_new_weights():
     with torch.no_grad():
         expected = net(iq)
     torch.testing.assert_close(torch.from_numpy(clf.logits(x)), expected, rtol=1e-5, atol=1e-5)
+    other = ModRecNet(net.config).eval()  # new tensors in their place (load_state_dict(assign=True))
+    net.load_state_dict(other.state_dict(), assign=True)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(clf.logits(x)), other(iq), rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():  # its tensors have no version counter: loads and runs all the same
+        assert len(hqarf.load_classifier().classify(x, classes_from="detector")["prediction"]) == 6
     # the shipped networks: the same decisions, logits within float rounding
     shipped = hqarf.load_classifier()
     for model in (shipped, shipped.detector):

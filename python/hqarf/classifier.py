@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,16 +235,24 @@ class Classifier:
             runtime = "torchscript"
         self._runtime_args = (runtime, num_threads, self.device, "clf" + fp, weights_dir,
                               lambda kind, level: torch.zeros(2, 2, self.frame_len))
-        self._build_runtime()
+        self._runtime_lock = threading.Lock()
+        self._runtime_version = None
+        self._current_runtime()
 
-    def _weights_version(self) -> int:
-        """Changes whenever a parameter or buffer of self.net is modified in place (an optimiser step,
-        load_state_dict): the runtime's folded copy is then rebuilt from the new weights."""
-        return sum(t._version for t in itertools.chain(self.net.parameters(), self.net.buffers()))
+    def _weights_version(self) -> tuple:
+        """Changes whenever a parameter or buffer of self.net is replaced or modified in place (an optimiser
+        step, load_state_dict): the runtime's folded copy is then made again from the new weights. Writes
+        through `.data`, and to tensors made in inference mode, are not seen: build a new Classifier then."""
+        return tuple((id(t), -1 if t.is_inference() else t._version)
+                     for t in itertools.chain(self.net.parameters(), self.net.buffers()))
 
-    def _build_runtime(self) -> None:
-        self._runtime_version = self._weights_version()
-        self.runtime = Runtime(folded_copy(self.net), *self._runtime_args)
+    def _current_runtime(self) -> Runtime:
+        version = self._weights_version()
+        with self._runtime_lock:
+            if version != self._runtime_version:
+                self.runtime = Runtime(folded_copy(self.net), *self._runtime_args)
+                self._runtime_version = version
+            return self.runtime
 
     @property
     def frame_len(self) -> int:
@@ -251,9 +260,8 @@ class Classifier:
 
     def logits(self, x) -> np.ndarray:
         frames = as_frames(x, self.frame_len)
-        if self._weights_version() != self._runtime_version:
-            self._build_runtime()
-        out = [y.astype(np.float32) for y in self.runtime.map("net", None, iq_array(frames), self.chunk)]
+        runtime = self._current_runtime()
+        out = [y.astype(np.float32) for y in runtime.map("net", None, iq_array(frames), self.chunk)]
         return np.concatenate(out) if out else np.zeros((0, self.config.num_classes), np.float32)
 
     def predict_proba(self, x) -> np.ndarray:
@@ -360,6 +368,9 @@ class Classifier:
         if detector.classes[:-1] != self.classes:
             raise ValueError(f"the unknown detector's classes {detector.classes[:-1]} are not the classifier's "
                              f"{self.classes}")
+        if detector.frame_len != self.frame_len:
+            raise ValueError(f"the unknown detector's frames have {detector.frame_len} samples, the classifier's "
+                             f"{self.frame_len}")
         return detector
 
     def save(self, directory, **manifest) -> str:

@@ -328,7 +328,9 @@ def warm_up(codec=None, level=0, classifier=None) -> None:
         frames = np.ones((2, codec.frame_len), np.complex64)
         codec.decode(codec.encode(frames, level), level)
     if classifier is not None:
-        classifier.logits(np.ones((2, classifier.frame_len), np.complex64))
+        for net in (classifier, classifier.detector):  # the sink runs both
+            if net is not None:
+                net.logits(np.ones((2, net.frame_len), np.complex64))
 
 
 def encoder_benchmark(model, level, frames, frames_per_pdu=16, device="cpu", num_threads=1,

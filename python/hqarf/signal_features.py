@@ -99,7 +99,7 @@ def _histogram(values: torch.Tensor, bins: int, top: float, weight: torch.Tensor
     index = torch.bucketize(values, edges, right=True)                # the number of edges <= value
     ones = torch.ones_like(values) if weight is None else weight
     counts = torch.zeros(values.shape[0], bins, dtype=values.dtype, device=values.device).scatter_add_(1, index, ones)
-    total = float(values.shape[1]) if weight is None else weight.sum(-1, keepdim=True).clamp_min(1)
+    total = values.shape[1] if weight is None else weight.sum(-1, keepdim=True).clamp_min(1)
     share = counts[:, :-1] / total
     return torch.cat([share, 1 - share.sum(-1, keepdim=True)], 1)
 
