@@ -235,6 +235,16 @@ def flowgraph_figures(codec, args):
                     break
                 print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {enc2:>8.3f} {dec:>8.3f} {dec2:>8.3f} {mod:>8.3f} {mod2:>8.3f} {mod_det:>8.3f} {mod_det2:>8.3f}"
                       f" {chain:>8.3f}", flush=True)
+        if have_classifier and args.runtimes:
+            # the sink fed by a block with GNU Radio's default output buffer: 2-4 frames per call
+            small = {(cf, th): med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=args.runtimes[0],
+                                                                       num_threads=th, classes_from=cf,
+                                                                       default_buffer=True))
+                     for cf in (("classifier", "detector") if classifier.detector is not None else ("classifier",))
+                     for th in (1, 2)}
+            print(f"modrec_sink fed by a source with GNU Radio's default output buffer ({args.runtimes[0]}, Msps, "
+                  "1 / 2 threads): " + ", ".join(f"classes_from={cf} {small[cf, 1]:.3f} / {small[cf, 2]:.3f}"
+                                                 for cf in dict.fromkeys(cf for cf, _ in small)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak:.0f} MiB")
 

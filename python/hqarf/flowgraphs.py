@@ -372,14 +372,17 @@ def decoder_benchmark(model, blobs, device="cpu", num_threads=1, runtime="torch"
     return {"frames": frames, "seconds": seconds, "msps": frames * block.frame_len / seconds / 1e6}
 
 
-def modrec_benchmark(model, frames, device="cpu", num_threads=1, runtime="torch", classes_from="classifier") -> dict:
-    """Time vector source -> modrec_sink over `frames`."""
+def modrec_benchmark(model, frames, device="cpu", num_threads=1, runtime="torch", classes_from="classifier",
+                     default_buffer=False) -> dict:
+    """Time vector source -> modrec_sink over `frames`; `default_buffer`: the source with GNU Radio's default
+    output buffer (the sink then gets 2-4 frames per call), not frame_source's."""
     frames = np.asarray(frames, dtype=np.complex64)
     tb = gr.top_block("hqarf modrec benchmark")
     block = modrec_sink(model=model, device=device, num_threads=num_threads, runtime=runtime,
                         classes_from=classes_from)
     warm_up(classifier=block.classifier)
-    tb.connect(frame_source(frames), block)
+    source = blocks.vector_source_c(frames.reshape(-1).tolist(), False) if default_buffer else frame_source(frames)
+    tb.connect(source, block)
     began = time.perf_counter()
     tb.run()
     seconds = time.perf_counter() - began
