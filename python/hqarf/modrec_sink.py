@@ -72,7 +72,7 @@ class modrec_sink(WarnsOnce, gr.basic_block):
     hqarf.classifier) and `num_threads` (1; 0 = leave torch's setting alone) as for hqarf.encoder;
     torch's process-wide thread count is not changed for other blocks. The block classifies what each
     call brings: with GNU Radio's default buffer (hqarf.decoder upstream sets a larger one) that is 2-4
-    frames, 1.7-3x slower than 64; give the block that feeds it a minimum output buffer of 65536 samples
+    frames, 1.5-3x slower than 64; give the block that feeds it a minimum output buffer of 65536 samples
     (`set_min_output_buffer(65536)`; GRC: that block's Advanced tab).
     """
 
