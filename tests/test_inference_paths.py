@@ -21,18 +21,24 @@ CONFIGS = {
 }
 
 
+@torch.no_grad()
+def randomise_batch_norms(model: nn.Module) -> None:
+    """Batch norms that are not the identity they start as (running statistics and affine drawn at random)."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.3, 3.0)
+            module.weight.normal_(1, 0.3)
+            module.bias.normal_(0, 0.3)
+
+
 def trained_looking(config: dict, seed=0) -> HQARF:
     """A random model whose batch norms and latent normalisers are not the identity they start as
     (the folded projection must carry them), in eval mode."""
     torch.manual_seed(seed)
     model = HQARF(HQARFConfig(**{**TINY, **config}))
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.3, 3.0)
-                module.weight.normal_(1, 0.3)
-                module.bias.normal_(0, 0.3)
+        randomise_batch_norms(model)
         for level in model.levels[1:]:
             level.norm.mean.normal_(0, 0.5)
             level.norm.var.uniform_(0.5, 2.0)
@@ -166,13 +172,7 @@ def test_classifiers_run_with_their_batch_norms_folded_and_follow_new_weights():
     torch.manual_seed(5)
     net = ModRecNet(ClassifierConfig(num_classes=7, stem_width=8, widths=(8, 16), blocks=(1, 1), spectral_width=4,
                                      statistics_width=8, symbol_statistics=True))
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.3, 3.0)
-                module.weight.normal_(1, 0.3)
-                module.bias.normal_(0, 0.3)
+    randomise_batch_norms(net)
     net.eval()
     rng = np.random.default_rng(2)
     x = (rng.standard_normal((6, 1024)) + 1j * rng.standard_normal((6, 1024))).astype(np.complex64)

@@ -259,19 +259,20 @@ def reconstructions_flagged(classifier, recon: dict, say=print) -> dict | None:
     return out
 
 
-def class_sources(classifier, x, y, recon: dict, x_impaired, recon_impaired: dict, say=print) -> dict | None:
+def class_sources(codec, classifier, x, y, base: Impairments, say=print) -> dict | None:
     """Accuracy of the ModRec sink's two class sources (`classes_from`): the classifier, and the unknown
     detector's outputs for the known classes (one network instead of two), on originals and every level's
-    reconstructions, clean and through the receiver model. The detector saw reconstructions in its training,
-    so it is no independent judge of the codec: this says which source a sink may use, not how good the codec
-    is. None for models without a detector."""
+    reconstructions, clean and through the receiver model (`base`). The detector saw reconstructions in its
+    training, so it is no independent judge of the codec: this says which source a sink may use, not how good
+    the codec is. None for models without a detector."""
     if classifier.detector is None:
         return None
     out = {}
-    for variant, frames, levels in (("clean", x, recon), ("impaired", x_impaired, recon_impaired)):
-        rows = {"originals": frames, **{f"L{k}": v for k, v in levels.items()}}
-        out[variant] = {name: {source: float((classifier.classify(f, classes_from=source)["prediction"] == y).mean())
-                               for source in ("classifier", "detector")} for name, f in rows.items()}
+    for variant, frames in (("clean", x), ("impaired", impair(x, "test", base)[0])):
+        rows = {"originals": frames, **{f"L{lv}": codec.decode(codec.encode(frames, lv), lv) for lv in range(codec.levels)}}
+        out[variant] = {name: {"classifier": float((classifier.predict(f) == y).mean()),
+                               "detector": float((classifier.classify(f, classes_from="detector")["prediction"] == y).mean())}
+                        for name, f in rows.items()}
         say(f"robustness: class sources, {variant}: " + ", ".join(
             f"{name} {r['classifier']:.3f} / {r['detector']:.3f}" for name, r in out[variant].items()))
     return out
@@ -417,10 +418,7 @@ def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: 
     recon = {level: codec.decode(codec.encode(x, level), level) for level in range(codec.levels)}
     report["out_of_set"]["reconstructions_flagged"] = reconstructions_flagged(classifiers["project"], recon, say)
     report["signal_properties"] = signal_properties.property_table(x, y, recon, CLASSES)
-    x_imp = impair(x_flag, "test", base)[0]
-    report["class_sources"] = class_sources(
-        classifiers["project"], x_flag, y_flag, {lv: codec.decode(codec.encode(x_flag, lv), lv) for lv in range(codec.levels)},
-        x_imp, {lv: codec.decode(codec.encode(x_imp, lv), lv) for lv in range(codec.levels)}, say)
+    report["class_sources"] = class_sources(codec, classifiers["project"], x_flag, y_flag, base, say)
     report["gnuradio_in_set"] = gnuradio_in_set(codec, classifiers, ood_per_kind, base, say)
     report["seconds"] = round(time.time() - t, 1)
     (out_dir / "robustness.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -338,11 +338,9 @@ class Classifier:
         unknown detector (two networks); "detector" takes both from the unknown detector, one network: the
         class is the argmax of its outputs for the known classes, the confidence their softmax (about twice
         as fast; the detector saw reconstructions in training, so it is no independent judge of a codec)."""
-        if classes_from not in CLASSES_FROM:
-            raise ValueError(f"classes_from must be one of {CLASSES_FROM}, got {classes_from!r}")
         threshold = self.unknown_threshold if threshold is None else float(threshold)
-        if classes_from == "detector":
-            logits = torch.from_numpy(self.class_detector().logits(x))
+        if self.check_classes_from(classes_from) == "detector":
+            logits = torch.from_numpy(self.detector.logits(x))
             proba = torch.softmax(logits[:, :-1], -1).numpy()
             score = torch.softmax(logits, -1)[:, -1].numpy()
             unknown = score > threshold if threshold is not None else np.zeros(len(score), bool)  # no threshold
@@ -359,9 +357,14 @@ class Classifier:
         out["unknown"] = out["score"] > threshold
         return out
 
-    def class_detector(self) -> "Classifier":
-        """The unknown detector, checked to answer for this classifier's classes (its outputs: these classes,
-        then "none of them"): what classify(classes_from="detector") runs. ValueError where there is none."""
+    def check_classes_from(self, classes_from) -> str:
+        """`classes_from` for classify, checked: one of CLASSES_FROM, and for "detector" an unknown detector that
+        answers for this classifier's classes and frames (its outputs: these classes, then "none of them").
+        ValueError otherwise."""
+        if classes_from not in CLASSES_FROM:
+            raise ValueError(f"classes_from must be one of {CLASSES_FROM}, got {classes_from!r}")
+        if classes_from == "classifier":
+            return classes_from
         detector = self.detector
         if detector is None:
             raise ValueError("this model has no unknown detector: classes can only come from the classifier")
@@ -371,7 +374,7 @@ class Classifier:
         if detector.frame_len != self.frame_len:
             raise ValueError(f"the unknown detector's frames have {detector.frame_len} samples, the classifier's "
                              f"{self.frame_len}")
-        return detector
+        return classes_from
 
     def save(self, directory, **manifest) -> str:
         body = {"config": self.config.to_dict(), "classes": self.classes,

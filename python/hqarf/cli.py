@@ -201,11 +201,10 @@ def _classify_source(args, frame_len: int):
 
 def cmd_classify(args) -> int:
     classifier = load_classifier(args.classifier or args.model)
-    if args.classes_from == "detector":
-        try:
-            classifier.class_detector()
-        except ValueError as exc:
-            raise UsageError(f"--classes-from detector: {exc}") from None
+    try:
+        classifier.check_classes_from(args.classes_from)
+    except ValueError as exc:
+        raise UsageError(f"--classes-from {args.classes_from}: {exc}") from None
     frame_len = classifier.frame_len
     source, metadata, num_samples, chunks = _classify_source(args, frame_len)
     classes = classifier.classes

@@ -12,7 +12,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .classifier import CLASSES_FROM, load_classifier
+from .classifier import load_classifier
 from ._checks import check_int
 from ._vocabulary import TAG_LEVEL, TAG_SEQUENCE, TAG_TRUE_LABEL, WarnsOnce
 from .runtime import check_runtime
@@ -137,11 +137,8 @@ class modrec_sink(WarnsOnce, gr.basic_block):
     def set_classes_from(self, classes_from) -> None:
         """GRC callback: "classifier" (the class from the classifier, the unknown score from the detector) or
         "detector" (both from the unknown detector: one network, about twice the frames per second)."""
-        if classes_from not in CLASSES_FROM:
-            raise ValueError(f"classes_from must be one of {CLASSES_FROM}, got {classes_from!r}")
-        if classes_from == "detector":
-            self.classifier.class_detector()  # a model without a (matching) detector fails here, not in work()
-        self.classes_from = classes_from
+        # a model without a (matching) detector fails here, not in work()
+        self.classes_from = self.classifier.check_classes_from(classes_from)
 
     def counters(self) -> dict:
         return {"frames": self._frames, "scored": self._scored, "correct": self._correct,
