@@ -63,6 +63,9 @@ def test_block_yaml_documents_and_checks_its_parameters(block):
     assert spec["templates"]["make"].startswith(f"hqarf.{name}(model=${{model}}")
     expert = {p["id"] for p in spec["parameters"] if p.get("hide") == "part"}
     assert "device" in expert
+    if block == "hqarf_decoder":
+        assert spec["templates"]["callbacks"] == ["set_exemplars(${exemplars})"]
+        assert "exemplars=${exemplars}" in spec["templates"]["make"]
     if block == "hqarf_encoder":
         assert spec["templates"]["callbacks"] == ["set_level(${level})", "set_flush_after(${flush_after})"]
         for text in ("3072", "192 bits", "21.3x", "341.3x"):

@@ -53,6 +53,11 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {"classifier", "hae", "hqarf_nokl", "hqarf", "semantic", "direct"}
     assert codec.model.config.semantic_levels == (2, 3, 4) and "semantic/L" not in str(prov["durations_s"])
+    # the exemplar bank (smoke: 4 frames per class, levels 2-4), built for this codec and in its provenance
+    assert [codec.rendering(level) for level in range(5)] == ["network"] * 2 + ["exemplar"] * 3
+    assert len(codec.exemplars.frames) == 24 and "exemplars" in prov["durations_s"]
+    bank = json.loads((smoke_run / "model" / "exemplars.json").read_text())
+    assert bank["config"]["codec_fingerprint"] == manifest["fingerprint"] and bank["provenance"]["preset"] == "smoke"
     # trained on impaired frames, recorded in the provenance; the held-out classifier ships beside
     assert prov["data"]["impairments"]["max_freq_offset"] == 0.01 and prov["data"]["impairments"]["random_phase"]
     heldout = hqarf.load_classifier(smoke_run / "model", kind="heldout_classifier")
@@ -98,7 +103,9 @@ def test_smoke_run_produces_loadable_model(smoke_run):
 
 def test_evaluation_writes_json_and_plots(smoke_run):
     report = json.loads((smoke_run / "evaluation" / "report.json").read_text())
-    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf", "direct"}
+    # "network": the shipped codec without its exemplar bank
+    assert set(report["stages"]) == {"hae", "hqarf_nokl", "hqarf", "direct", "network"}
+    assert report["stages"]["network"][1] == {**report["stages"]["direct"][1], "seconds": report["stages"]["network"][1]["seconds"]}
     assert report["headline"]["stage"] == "direct" and len(report["headline"]["accuracy_per_level_heldout"]) == 5
     impaired = json.loads((smoke_run / "evaluation" / "impaired" / "report.json").read_text())
     assert impaired["test_set"] == "impaired" and report["impaired_headline"] == impaired["headline"]

@@ -26,7 +26,11 @@ from training.common import REPO, invocation_command
 from training.data import DataConfig, Impairments, generate, impair
 
 STAGE_LABELS = {"hae": "HAE (no quantiser)", "hqarf_nokl": "HQARF without KL", "hqarf": "HQARF (chain decoder)",
-                "direct": "HQARF direct decoders (v2, v3)"}
+                "direct": "HQARF direct decoders (v2, v3)",
+                # the shipped codec with its exemplar bank switched off: the decoder network at every level
+                "network": "HQARF direct decoders, network rendering"}
+# Stages evaluated from another stage's model directory, and how its codec is loaded.
+DERIVED_STAGES = {"network": ("direct", {"exemplars": False})}
 # The stage a report's headline is about: the last one trained (the shipped model).
 MAIN_STAGES = ("direct", "hqarf", "hqarf_nokl", "hae")
 
@@ -103,7 +107,7 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
     recon_store: dict = {}
     budgets = None
     for stage, directory in stage_dirs.items():
-        codec = load_codec(directory)
+        codec = load_codec(directory, **DERIVED_STAGES.get(stage, (None, {}))[1])
         levels = []
         budgets = [codec.bits_per_frame(level) for level in range(codec.levels)]
         for level in range(codec.levels):
@@ -360,11 +364,15 @@ def evaluate_run(run_dir: Path, data: dict, log=None, out_dir: Path | None = Non
     the run trained on impaired data, the same on the impaired test split (evaluation/impaired)."""
     out_dir = out_dir or run_dir / "evaluation"
     stage_dirs = {s: run_dir / "stages" / s for s in STAGE_LABELS if (run_dir / "stages" / s / "codec.json").exists()}
+    # a shipped stage with an exemplar bank is reported without it too (the network's own rendering)
+    for derived, (source, _) in DERIVED_STAGES.items():
+        if source in stage_dirs and (stage_dirs[source] / "exemplars.json").exists():
+            stage_dirs[derived] = stage_dirs[source]
     report = evaluate_models(stage_dirs, data.get("test_clean", data["test"]), data["train"], out_dir, log=log,
                              judges=judges)
     if "test_clean" in data:
         # the shipped stage and the chain it replaces (the other stages only on the clean split, for time)
-        compared = {s: d for s, d in stage_dirs.items() if s in ("hqarf", "direct")} or stage_dirs
+        compared = {s: d for s, d in stage_dirs.items() if s in ("hqarf", "direct", "network")} or stage_dirs
         impaired = evaluate_models(compared, data["test"], data["train"], out_dir / "impaired", log=log,
                                    baselines=False, test_name="impaired", judges=judges)
         report["impaired_headline"] = impaired["headline"]
@@ -430,7 +438,10 @@ def main(argv=None) -> int:
             finalize_provenance(args.run_dir, model_dir, provenance, ckpt, report, None,
                                 evaluated_by=invocation_command())
     else:
-        evaluate_models({"hqarf": args.model}, test, train, args.out or Path("evaluation"),
+        stages = {"hqarf": args.model}
+        if (args.model / "exemplars.json").exists():
+            stages["network"] = args.model
+        evaluate_models(stages, test, train, args.out or Path("evaluation"),
                         baselines=not args.no_baselines, judges=judges)
     return 0
 

@@ -33,6 +33,7 @@ from training.classifiers import (HELDOUT_SEED, classifier_stage, critic_stages,
                                   out_of_set_classes, unknown_detector_stage)
 from training.data import SPLIT_SEEDS, DataConfig, generate, impair, preset_data, preset_impairments  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
+from training.exemplar_bank import exemplar_stage  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
 from training.provenance import finalize_provenance  # noqa: E402
 from training.levels import train_level  # noqa: E402
@@ -129,9 +130,15 @@ def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict,
 
 
 def write_model(run_dir: Path, codec_model: HQARF, classifier: ModRecNet, manifest_extra: dict, classes,
-                name="model", heldout=None) -> Path:
+                name="model", heldout=None, exemplars=None) -> Path:
     out = run_dir / name
-    Codec(codec_model).save(out, classes=list(classes), **manifest_extra)
+    codec = Codec(codec_model)
+    codec.save(out, classes=list(classes), **manifest_extra)
+    if exemplars is not None:
+        exemplars.save(out, codec.fingerprint_hex, **manifest_extra)
+    elif (out / "exemplars.json").exists():  # a bank of an earlier codec in this directory would be refused
+        for stale in ("exemplars.json", "exemplars.safetensors"):
+            (out / stale).unlink(missing_ok=True)
     if not isinstance(classifier, Classifier):
         classifier = Classifier(classifier, {"classes": list(classes)})
     classifier.save(out, **manifest_extra)
@@ -322,11 +329,17 @@ def main(argv=None) -> int:
                                    out_of_set_classes(cfg), cfg.get("unknown_false_flag_rate", 0.01),
                                    codec=models[shipped])
         classifier = project
+        # the exemplar bank of the shipped stage (decoder side: real frames of the class at its levels)
+        bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log)
+        if bank is not None:
+            ckpt.progress["durations_s"]["exemplars"] = round(seconds, 1)
+            provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
-                        classes, name=f"stages/{stage}", heldout=heldout)
+                        classes, name=f"stages/{stage}", heldout=heldout,
+                        exemplars=bank if stage == shipped else None)
         model_dir = write_model(run_dir, models[shipped], classifier, {"provenance": provenance}, classes,
-                                heldout=heldout)
+                                heldout=heldout, exemplars=bank)
         costs = level_costs(codec_config)
         (model_dir / "costs.json").write_text(json.dumps(costs, indent=1))
         log.note(f"model written to {model_dir} ({sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB)")

@@ -127,7 +127,7 @@ def cmd_compress(args) -> int:
 
 # -- decompress ------------------------------------------------------------------------------
 def cmd_decompress(args) -> int:
-    codec = load_codec(args.model)
+    codec = load_codec(args.model, exemplars=not args.no_exemplars)
     meta_path, data_path = sigmf.sigmf_paths(args.output)
     if _same_file(Path(args.input), meta_path) or _same_file(Path(args.input), data_path):
         raise UsageError(f"output {args.output} would overwrite the input")
@@ -161,7 +161,7 @@ def _classify_source(args, frame_len: int):
     if container_io.is_compressed_file(path):
         if args.level is not None:
             raise UsageError(f"--level applies to recordings; {path} is already compressed (decoded at its own level)")
-        codec = load_codec(args.model)
+        codec = load_codec(args.model, exemplars=not args.no_exemplars)
         compressed = container_io.CompressedFile(path)
         header = compressed.header
         try:
@@ -179,7 +179,7 @@ def _classify_source(args, frame_len: int):
     recording = _open_recording(args)
     codec = None
     if args.level is not None:
-        codec = load_codec(args.model)
+        codec = load_codec(args.model, exemplars=not args.no_exemplars)
         _check_level(codec, args.level)
         if codec.frame_len != frame_len:
             raise UsageError(f"the codec's frames ({codec.frame_len}) and the classifier's ({frame_len}) differ")
@@ -306,12 +306,13 @@ def cmd_info(args) -> int:
     print(f"levels       {codec.levels}")
     print()
     head = ("level", "indices", "bits/frame", "CR vs cf32", "CR vs ci16",
-            "bytes 1 frame", "bytes 16 frames", "CR vs cf32, 16-frame messages")
+            "bytes 1 frame", "bytes 16 frames", "CR vs cf32, 16-frame messages", "decoded as")
     print("  ".join(head))
     for level in range(codec.levels):
         b1, b16 = codec.message_size(level, 1), codec.message_size(level, 16)
         row = (level, codec.tokens(level), codec.bits_per_frame(level), f"{codec.compression_ratio(level, 64):.1f}",
-               f"{codec.compression_ratio(level, 32):.1f}", b1, b16, f"{16 * codec.frame_len * 8 / b16:.1f}")
+               f"{codec.compression_ratio(level, 32):.1f}", b1, b16, f"{16 * codec.frame_len * 8 / b16:.1f}",
+               codec.rendering(level))
         print("  ".join(f"{v:>{len(h)}}" for v, h in zip(row, head)))
     manifest = codec.manifest
     if manifest.get("classes"):
@@ -376,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     def quiet_arg(sp):
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
+    def exemplars_arg(sp):
+        sp.add_argument("--no-exemplars", action="store_true",
+                        help="decode every level with the decoder network, not with the model's exemplar bank "
+                             "(real frames of the class at its levels; `gr-hqarf info` lists them)")
+
     c = sub.add_parser("compress", help="recording -> compressed file",
                        description="Compress a recording into a gr-hqarf file: frames of the model's length "
                                    "(the last one zero-padded), encoded at one level, in wire messages.")
@@ -397,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", "-o", metavar="OUT", required=True,
                    help="SigMF base name (OUT.sigmf-meta and OUT.sigmf-data are written)")
     model_arg(d, "the model that compressed IN (default: the shipped model)")
+    exemplars_arg(d)
     quiet_arg(d)
     d.set_defaults(func=cmd_decompress)
 
@@ -415,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--classes-from", choices=CLASSES_FROM, default="classifier",
                    help="classifier (default): the class from the ModRec classifier, the unknown score from the "
                         "unknown detector; detector: both from the unknown detector (one network, about 2x faster)")
+    exemplars_arg(k)
     quiet_arg(k)
     k.set_defaults(func=cmd_classify)
 

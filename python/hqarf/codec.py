@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import exemplars as exemplars_io
 from . import weights as weights_io
 from . import wire
 from ._checks import check_level
@@ -53,10 +54,15 @@ class Codec:
     encode/decode work on unit-scale frames (each frame is scaled to max |x| = 1 before encoding);
     compress/decompress carry each frame's amplitude in the message and restore it.
     Amplitudes beyond MAX_SCALE saturate there, counted in `saturated_frames`.
+
+    `exemplars` (hqarf.exemplars.ExemplarBank, loaded by load_codec where the model has one): at the bank's
+    levels decoding outputs a real frame of the transmitted class instead of the network's rendering;
+    `use_exemplars` switches it off and on (decode(exemplars=) per call).
     """
 
     def __init__(self, model: HQARF, manifest: dict | None = None, device: str = "cpu",
-                 runtime: str = DEFAULT_RUNTIME, num_threads: int = 0, chunk: int = CHUNK, weights_dir=None):
+                 runtime: str = DEFAULT_RUNTIME, num_threads: int = 0, chunk: int = CHUNK, weights_dir=None,
+                 exemplars: exemplars_io.ExemplarBank | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config: HQARFConfig = model.config
@@ -72,6 +78,8 @@ class Codec:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         self.chunk = int(chunk)
         self._weights_dir = weights_dir
+        self.exemplars = exemplars
+        self.use_exemplars = exemplars is not None
         self.runtime = Runtime(self.model, runtime, num_threads, self.device, fp, weights_dir, self._example)
 
     def _example(self, kind, level):
@@ -84,7 +92,7 @@ class Codec:
         """The same model (shared weights) under another runtime / thread count / chunk."""
         return Codec(self.model, self.manifest, device=str(self.device), runtime=runtime,
                      num_threads=num_threads, chunk=self.chunk if chunk is None else chunk,
-                     weights_dir=self._weights_dir)
+                     weights_dir=self._weights_dir, exemplars=self.exemplars)
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -110,6 +118,13 @@ class Codec:
     def tokens(self, level: int) -> int:
         return self._tokens[self._check_level(level)]
 
+    def rendering(self, level: int, exemplars: bool | None = None) -> str:
+        """How decode renders `level`: "exemplar" (a real frame of the class, from the model's bank) or
+        "network" (the decoder network's output); `exemplars` as for decode."""
+        level = self._check_level(level)
+        use = self.use_exemplars if exemplars is None else bool(exemplars)
+        return "exemplar" if use and self.exemplars is not None and level in self.exemplars.levels else "network"
+
     def bits_per_frame(self, level: int) -> int:
         return self.tokens(level) * self.bits_per_index
 
@@ -119,11 +134,6 @@ class Codec:
 
     def message_size(self, level: int, frames: int) -> int:
         return wire.message_size(frames, self.tokens(level), self.bits_per_index)
-
-    @property
-    def max_message_size(self) -> int:
-        """Bytes of the largest message this model accepts (level 0, wire.MAX_FRAMES frames)."""
-        return max(self.message_size(level, wire.MAX_FRAMES) for level in range(self.levels))
 
     @property
     def max_message_size(self) -> int:
@@ -163,8 +173,10 @@ class Codec:
             out = self.runtime.map("encode", level, iq_array(unit), step)
         return np.concatenate(out).astype(np.int64) if out else np.zeros((0, self.tokens(level)), np.int64)
 
-    def decode(self, codes, level: int) -> np.ndarray:
-        """int indices (N, tokens(level)) -> complex64 (N, frame_len), unit scale."""
+    def decode(self, codes, level: int, exemplars: bool | None = None) -> np.ndarray:
+        """int indices (N, tokens(level)) -> complex64 (N, frame_len), unit scale. At a level of the
+        model's exemplar bank the frames are exemplars (see `rendering`) unless `exemplars` is False
+        (None: `use_exemplars`)."""
         level = self._check_level(level)
         codes = np.asarray(codes)
         if codes.ndim == 1:
@@ -177,7 +189,10 @@ class Codec:
         idx = codes.astype(np.int64)
         step = self.chunk
         out = [complex_array(y) for y in self.runtime.map("decode", level, idx, step)]
-        return np.concatenate(out) if out else np.zeros((0, self.frame_len), np.complex64)
+        frames = np.concatenate(out) if out else np.zeros((0, self.frame_len), np.complex64)
+        if len(frames) and self.rendering(level, exemplars) == "exemplar":
+            frames = self.exemplars.render(frames, idx[:, -1], level)
+        return frames
 
     # -- bytes ------------------------------------------------------------------------------
     def compress(self, x, level: int, sequence: int = 0) -> bytes:
@@ -229,12 +244,13 @@ class Codec:
 
 
 def load_codec(path=None, device: str = "cpu", runtime: str = DEFAULT_RUNTIME, num_threads: int = 0,
-               chunk: int = CHUNK) -> Codec:
+               chunk: int = CHUNK, exemplars: bool = True) -> Codec:
     """Load a codec from a model directory or manifest; None or "" loads the shipped default.
 
     runtime: "torch" (eager, default), "torchscript" or "onnx" (hqarf.runtime); num_threads: the
     runtime's threads for this codec (0 = leave torch's setting alone; onnx then uses 1); chunk:
-    frames per forward pass."""
+    frames per forward pass; exemplars: load the model's exemplar bank where it has one (hqarf.exemplars:
+    real frames of the class at its levels), False to decode every level with the network."""
     manifest, state, mpath = weights_io.load(path, "codec")
     try:
         config = HQARFConfig.from_dict(manifest.get("config", {}))
@@ -242,5 +258,8 @@ def load_codec(path=None, device: str = "cpu", runtime: str = DEFAULT_RUNTIME, n
         raise weights_io.WeightsError(f"{mpath}: invalid codec config ({exc})") from None
     model = HQARF(config)
     weights_io.load_into(model, state, mpath.parent / manifest["weights"])
+    bank = None
+    if exemplars and exemplars_io.exists(mpath):
+        bank = exemplars_io.load(mpath, manifest["fingerprint"], config)
     return Codec(model, manifest, device=device, runtime=runtime, num_threads=num_threads, chunk=chunk,
-                 weights_dir=mpath.parent)
+                 weights_dir=mpath.parent, exemplars=bank)

@@ -88,6 +88,11 @@ class decoder(gr.sync_block):
     hqarf.encoder's input ends); a source that never finishes (ZMQ) needs tb.stop(). To end a
     flowgraph fed by hand, post `pmt.cons(pmt.intern("done"), pmt.from_long(1))` to port `system`.
 
+    Rendering: `exemplars` (default True) decodes the levels of the model's exemplar bank (levels 2-4 of
+    the shipped model; `gr-hqarf info`) to a real frame of the transmitted class, the one of the bank
+    whose rendering is nearest, instead of the decoder network's rendering; False decodes every level
+    with the network. GRC callback set_exemplars. See hqarf.exemplars and the README.
+
     Speed: `runtime` ("torch" default, "torchscript", "onnx") and `num_threads` (1; 0 = leave
     torch's setting alone) as for hqarf.encoder; queued PDUs of one level are decoded together
     (up to BATCH_FRAMES frames per call) in chunks of `codec.chunk` frames.
@@ -105,13 +110,14 @@ class decoder(gr.sync_block):
     """
 
     def __init__(self, model="", device="cpu", max_queue=64, num_threads=1, runtime="torch",
-                 max_queued_frames=DEFAULT_MAX_QUEUED_FRAMES):
+                 max_queued_frames=DEFAULT_MAX_QUEUED_FRAMES, exemplars=True):
         gr.sync_block.__init__(self, name="hqarf_decoder", in_sig=None, out_sig=[np.complex64])
         self.max_queue = check_int("max_queue", max_queue, 1)
         self.max_queued_frames = check_int("max_queued_frames", max_queued_frames, 1)
         num_threads = check_int("num_threads", num_threads, 0)
         self.codec = load_codec(model or None, device=device, runtime=check_runtime(runtime),
                                 num_threads=num_threads)
+        self.set_exemplars(exemplars)
         self.frame_len = self.codec.frame_len
         self.set_output_multiple(self.frame_len)
         self.set_min_output_buffer(0, 2 * BATCH_FRAMES * self.frame_len)
@@ -130,6 +136,13 @@ class decoder(gr.sync_block):
                         "dropped_overflow": 0, "dropped_duplicate": 0, "sequence_gaps": 0, "missing_messages": 0,
                         "reordered": 0, "decode_errors": 0, "frames_failed": 0, "frames_dropped": 0,
                         "lost_at_stop_frames": 0, "lost_at_stop_messages": 0}
+
+    def set_exemplars(self, exemplars) -> None:
+        """GRC callback: True decodes the levels of the model's exemplar bank to real frames of the class
+        (where the model has one), False every level with the decoder network."""
+        if not isinstance(exemplars, (bool, np.bool_)):
+            raise ValueError(f"exemplars must be True or False, got {exemplars!r}")
+        self.codec.use_exemplars = bool(exemplars) and self.codec.exemplars is not None
 
     def counters(self) -> dict:
         return {**self._counts, "queued": len(self._queue), "queued_frames": self._queued_frames}
