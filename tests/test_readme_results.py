@@ -55,3 +55,22 @@ def test_stages_a_run_did_not_evaluate_have_no_column():
     assert "HAE (no quantiser)" not in text and "HQARF without KL" not in text and "continuous HAE" not in text
     header, rule = text.splitlines()[:2]
     assert header.count("|") == rule.count("|") == text.splitlines()[2].count("|")
+
+
+def test_a_codec_with_exemplars_gets_its_network_rendering_column():
+    report = json.loads((REPO / "docs" / "results" / "report.json").read_text())
+    main = rr.shipped_stage(report)
+    r = copy.deepcopy(report)
+    r["stages"]["network"] = copy.deepcopy(r["stages"][main])
+    for row in r["stages"]["network"][2:]:
+        row["snr_db"] += 3.0
+        row["accuracy"], row["accuracy_heldout"] = 0.5, 0.25
+    text = rr.render(r)
+    header, rule, first = text.splitlines()[:3]
+    assert "network rendering (no exemplars): project / held-out" in header
+    assert header.count("|") == rule.count("|") == first.count("|")
+    assert "(the same)" in first and "(network" not in first
+    level4 = text.splitlines()[6]
+    assert "0.500 / 0.250" in level4 and f"(network {r['stages']['network'][4]['snr_db']:.1f})" in level4
+    assert "At level(s) 2, 3, 4 the shipped decoder outputs exemplars" in text
+    assert "network rendering" not in rr.render(report)

@@ -84,10 +84,10 @@ PRESETS = {
         # 0.167 -> 0, threshold 0.643, out-of-set 0.875 (6 epochs; training/README.md). Costs nothing.
         detector_clean_share=0.5,
         # Session 28: at levels 2-4 decoding outputs a real training frame of the transmitted class (hqarf.exemplars),
-        # 200 per class (half clean, half through the receiver model), the one whose rendering's spectrum is nearest.
-        # On shipped v6 the held-out classifier read 0.976 / 0.982 / 0.963 -> 0.992 / 0.991 / 0.990 at levels 2-4
-        # (clean test), 0.963 / 0.973 / 0.949 -> 0.978 / 0.974 / 0.968 (impaired), at 1-4.5 dB lower SNR; 100 per
-        # class read level 3 0.984 (training/README.md, session 28). About 20 s; 9.8 MB in the model directory.
+        # 200 per class (100 clean, 100 others through the receiver model), the one whose rendering's spectrum is
+        # nearest. On shipped v6 the held-out classifier read 0.976 / 0.982 / 0.963 -> 0.993 / 0.984 / 0.991 at levels
+        # 2-4 (clean test), 0.963 / 0.973 / 0.949 -> 0.975 / 0.974 / 0.970 (impaired), at 1-4.5 dB lower SNR; 800 per
+        # class read level 3 0.991 (training/README.md, session 28). About 10 s; 4.9 MB in the model directory.
         exemplars=dict(levels=(2, 3, 4), per_class=200),
         # Receiver impairments (training/impairments.py Impairments: SNR 0-30 dB with 20 % clean frames,
         # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.

@@ -39,6 +39,10 @@ def render(report: dict) -> str:
     classes = report["classes"]
     heldout = all("accuracy_heldout" in hq[lv] for lv in levels)
     chain = stages.get("hqarf") if main == "direct" else None
+    # the shipped codec without its exemplar bank (evaluate.py's stage "network"), where it has one
+    network = stages.get("network")
+    network_heldout = network is not None and all("accuracy_heldout" in network[lv] for lv in levels)
+    rendered = [lv for lv in levels if network is not None and network[lv]["snr_db"] != hq[lv]["snr_db"]]
     best = {}
     for level in levels:
         rows = [(name, {r["level"]: r for r in rows}[level]["accuracy"])
@@ -46,6 +50,7 @@ def render(report: dict) -> str:
         best[level] = max(rows, key=lambda t: t[1])
     head = ["level", "bits/frame", "bytes/frame (16-frame msgs)", "CR vs cf32", "published HQARF", "**shipped**"]
     head += ["shipped, held-out classifier"] if heldout else []
+    head += ["network rendering (no exemplars)" + (": project / held-out" if network_heldout else "")] if network else []
     head += ["chain decoder (v1 recipe)"] if chain else []
     # a run --init-from a model has no HAE or no-KL stage weights: those columns only where evaluated
     earlier = [(n, label) for n, label in (("hqarf_nokl", "HQARF without KL"), ("hae", "HAE (no quantiser)"))
@@ -57,9 +62,14 @@ def render(report: dict) -> str:
         cells = [str(level), str(r["bits_per_frame"]), f"{r['bytes_per_frame_16']:.1f}",
                  f"{r['compression_ratio_cf32']:.1f}", f"{paper[level]:.3f}", f"**{r['accuracy']:.3f}**"]
         cells += [f"{r['accuracy_heldout']:.3f}"] if heldout else []
+        if network is not None:
+            same = "" if level in rendered else " (the same)"
+            cells.append(f"{network[level]['accuracy']:.3f}" + (f" / {network[level]['accuracy_heldout']:.3f}"
+                                                               if network_heldout else "") + same)
         cells += [f"{chain[level]['accuracy']:.3f}"] if chain else []
         cells += [f"{stages[n][level]['accuracy']:.3f}" for n, _ in earlier]
-        cells += [f"{best[level][0]} {best[level][1]:.3f}", f"{r['snr_db']:.1f}"]
+        snr = f"{r['snr_db']:.1f}" + (f" (network {network[level]['snr_db']:.1f})" if level in rendered else "")
+        cells += [f"{best[level][0]} {best[level][1]:.3f}", snr]
         lines.append("| " + " | ".join(cells) + " |")
     acc = {level: hq[level]["accuracy"] for level in levels}
     meets = [lv for lv in levels if acc[lv] >= paper[lv] - 5e-4]
@@ -74,6 +84,10 @@ def render(report: dict) -> str:
         gap = max(abs(hq[lv]["accuracy"] - hq[lv]["accuracy_heldout"]) for lv in levels)
         text.append(f"The held-out classifier (another architecture, in no loss) "
                     f"is within {gap:.3f} of the project classifier at every level.")
+    if rendered:
+        text.append(f"At level(s) {_levels(rendered)} the shipped decoder outputs exemplars: real training frames of "
+                    "the transmitted class, chosen by the network's rendering (`hqarf.exemplars`; its SNR against "
+                    "the original is the lower one); the network rendering column decodes without them.")
     judges = hq[levels[0]].get("accuracy_judges") or {}
     if judges:
         text.append(f"Unseen judges (classifiers of the held-out recipe with seeds {', '.join(n.removeprefix('seed') for n in judges)}, "
