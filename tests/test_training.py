@@ -304,6 +304,10 @@ def test_robustness_report_on_the_smoke_model(smoke_run, tmp_path):
     flagged = report["out_of_set"]["reconstructions_flagged"]
     assert set(flagged) == {"0", "1", "2", "3", "4"} and all(0.0 <= v <= 1.0 for v in flagged.values())
     assert "Reconstructions of the clean 6Mod frames flagged unknown" in (tmp_path / "robustness.md").read_text()
+    rec = report["out_of_set"]["reconstructed"]  # out-of-set frames after the codec; the smoke bank at levels 2-4
+    assert rec["frames"] == 2 * len(report["out_of_set"]["kinds"]) and set(rec["flagged"]) == {"0", "1", "2", "3", "4"}
+    assert set(rec["flagged_network"]) == {"2", "3", "4"} and rec["rendering"]["4"] == "exemplar"
+    assert "Out-of-set frames (the" in (tmp_path / "robustness.md").read_text()
     assert json.loads((tmp_path / "robustness.json").read_text())["fingerprint"] == report["fingerprint"]
     assert "## Unknown flag" in (tmp_path / "robustness.md").read_text()
     sources = report["class_sources"]  # the ModRec sink's classes_from, both sources, clean and impaired

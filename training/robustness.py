@@ -204,7 +204,8 @@ def gnuradio_in_set(codec, classifiers: dict, per_kind: int, base: Impairments, 
     return out
 
 
-def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, base: Impairments, say=print) -> dict:
+def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, base: Impairments, say=print,
+               keep: dict | None = None) -> dict:
     """Out-of-set scores (higher = less like a known class) of clean in-set test frames, of in-set frames
     through the receiver model, and of signals outside 6Mod as a receiver sees them (carrier phase,
     frequency offset, 20-30 dB). max_softmax and energy are thresholded at 2 % of clean validation
@@ -218,6 +219,8 @@ def out_of_set(classifier, x_in, x_val_clean, n_per_kind: int, frame_len: int, b
         kinds[name] = gnuradio_frames(name, n_per_kind, frame_len, seed=1000 + j)
     high_snr = dataclasses.replace(base, snr_db_min=20.0, snr_db_max=30.0, clean_fraction=0.5)
     seen = {name: impair(frames, "test", high_snr)[0] for name, frames in kinds.items()}
+    if keep is not None:  # the out-of-set frames as scored, for out_of_set_reconstructed
+        keep["frames"] = np.concatenate(list(seen.values()))
     in_impaired = impair(x_in, "test", high_snr)[0]
     sets = {"in_set_clean": x_in, "in_set_impaired_20_30db": in_impaired, **seen}
     all_scores = {name: ood_scores(classifier, frames) for name, frames in sets.items()}
@@ -257,6 +260,27 @@ def reconstructions_flagged(classifier, recon: dict, say=print) -> dict | None:
            for level, frames in recon.items()}
     say("robustness: reconstructions of clean 6Mod flagged unknown per level " + " ".join(f"L{k} {v:.3f}" for k, v in out.items()))
     return out
+
+
+def out_of_set_reconstructed(codec, classifier, frames, say=print) -> dict | None:
+    """Share of out-of-set frames (out_of_set's, pooled) that the model's flag calls unknown after the codec, per
+    level: what a cloud-side sink can still flag. With the codec's rendering and, at the levels of its exemplar
+    bank, with the network's rendering too. None for models without a threshold."""
+    if classifier.unknown_threshold is None:
+        return None
+
+    def flagged(level, exemplars=None):
+        out = codec.decode(codec.encode(frames, level), level, exemplars=exemplars)
+        return float((classifier.unknown_score(out) > classifier.unknown_threshold).mean())
+    result = {"frames": int(len(frames)),
+              "rendering": {str(lv): codec.rendering(lv) for lv in range(codec.levels)},
+              "flagged": {str(lv): flagged(lv) for lv in range(codec.levels)},
+              "flagged_network": {str(lv): flagged(lv, exemplars=False) for lv in range(codec.levels)
+                                  if codec.rendering(lv) == "exemplar"}}
+    say("robustness: out-of-set frames flagged after the codec " + " ".join(
+        f"L{k} {v:.3f}" for k, v in result["flagged"].items()) + "".join(
+        f", network rendering at L{k} {v:.3f}" for k, v in result["flagged_network"].items()))
+    return result
 
 
 def class_sources(codec, classifier, x, y, base: Impairments, say=print) -> dict | None:
@@ -347,6 +371,14 @@ def markdown(report: dict) -> str:
     if ood.get("reconstructions_flagged"):
         out += ["", "Reconstructions of the clean 6Mod frames flagged unknown by the model's own flag: "
                 + ", ".join(f"level {k} {v:.3f}" for k, v in ood["reconstructions_flagged"].items()) + "."]
+    rec = ood.get("reconstructed")
+    if rec:
+        out += ["", f"Out-of-set frames (the {rec['frames']} above) after the codec, flagged unknown by the model's own flag "
+                "(what a cloud-side ModRec sink can still flag): " + ", ".join(
+                    f"level {k} {v:.3f}" + (" (exemplars)" if rec["rendering"][k] == "exemplar" else "")
+                    for k, v in rec["flagged"].items()) + "."
+                + (" With the network's rendering instead: " + ", ".join(
+                    f"level {k} {v:.3f}" for k, v in rec["flagged_network"].items()) + "." if rec["flagged_network"] else "")]
     gr_in = report.get("gnuradio_in_set")
     if gr_in:
         names = list(next(iter(gr_in["rows"].values()))["accuracy"])
@@ -413,7 +445,10 @@ def run(model_dir, out_dir: Path, per_class: int = 50, snrs=None, ood_per_kind: 
     plot_accuracy_vs_snr(report["accuracy_vs_snr"], out_dir / "accuracy_vs_snr.png")
     xv, _ = generate("val", max(per_class, 100), DataConfig(), progress=False)
     x_flag, y_flag = (x, y) if flag_per_class <= per_class else generate("test", flag_per_class, DataConfig(), progress=False)
-    report["out_of_set"] = out_of_set(classifiers["project"], x_flag, xv, ood_per_kind, codec.frame_len, base, say)
+    kept: dict = {}
+    report["out_of_set"] = out_of_set(classifiers["project"], x_flag, xv, ood_per_kind, codec.frame_len, base, say,
+                                      keep=kept)
+    report["out_of_set"]["reconstructed"] = out_of_set_reconstructed(codec, classifiers["project"], kept["frames"], say)
     report["out_of_set"]["in_set_frames"] = int(len(x_flag))
     recon = {level: codec.decode(codec.encode(x, level), level) for level in range(codec.levels)}
     report["out_of_set"]["reconstructions_flagged"] = reconstructions_flagged(classifiers["project"], recon, say)
