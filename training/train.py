@@ -333,6 +333,7 @@ def main(argv=None) -> int:
         bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log)
         if bank is not None:
             ckpt.progress["durations_s"]["exemplars"] = round(seconds, 1)
+            ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # for a later --write-provenance
             provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
