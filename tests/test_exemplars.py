@@ -75,6 +75,11 @@ def test_bank_shape_errors():
         exemplars.ExemplarBank(frames, [0, 1], {4: np.zeros((2, 7))})
     with pytest.raises(ValueError):
         exemplars.ExemplarBank(frames, [0, 1], {4: exemplars.log_spectrum(frames)}, top_k=0)
+    with pytest.raises(ValueError):
+        exemplars.ExemplarBank(frames, [0, 1], {4: np.zeros((2, 0))})
+    for top_k in (True, 2.5, "8"):
+        with pytest.raises(ValueError, match="top_k"):
+            exemplars.ExemplarBank(frames, [0, 1], {4: exemplars.log_spectrum(frames)}, top_k=top_k)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +125,7 @@ def test_codec_decodes_bank_levels_to_rotated_exemplars(banked_model, rng):
     assert codec.rendering(4) == "network"
     assert np.array_equal(codec.decode(codes, 4), plain.decode(codes, 4))
     assert codec.with_runtime("torch").exemplars is codec.exemplars
+    assert not codec.with_runtime("torch").use_exemplars  # the switch travels too
 
 
 def corrupt_copy(src, dst, edit_manifest=None, edit_state=None):
@@ -148,6 +154,12 @@ def corrupt_copy(src, dst, edit_manifest=None, edit_state=None):
     ("other codec", "built for codec"),
     ("levels", "must be levels that carry a class token"),
     ("labels", "labels must be one class"),
+    ("float labels", "labels must be one class"),
+    ("missing features", "do not form a bank"),
+    ("duplicate levels", "must be levels that carry a class token"),
+    ("top_k", "top_k must be an integer"),
+    ("scale", "unit scale"),
+    ("zero-width features", "expected"),
     ("nan", "not finite"),
     ("truncated", "corrupt or unreadable"),
 ])
@@ -160,6 +172,18 @@ def test_a_bank_that_does_not_fit_fails_at_load_naming_the_file(banked_model, tm
         corrupt_copy(banked_model, dst, edit_manifest=lambda c: c.update(levels=[1, 4]))
     elif case == "labels":
         corrupt_copy(banked_model, dst, edit_state=lambda s: s.update(labels=torch.full_like(s["labels"], 6)))
+    elif case == "float labels":
+        corrupt_copy(banked_model, dst, edit_state=lambda s: s.update(labels=s["labels"].double() + 0.5))
+    elif case == "missing features":
+        corrupt_copy(banked_model, dst, edit_state=lambda s: s.pop("features.4"))
+    elif case == "duplicate levels":
+        corrupt_copy(banked_model, dst, edit_manifest=lambda c: c.update(levels=[2, 3, 4, 4]))
+    elif case == "top_k":
+        corrupt_copy(banked_model, dst, edit_manifest=lambda c: c.update(top_k="8"))
+    elif case == "scale":
+        corrupt_copy(banked_model, dst, edit_state=lambda s: s.update(frames=s["frames"] * 2))
+    elif case == "zero-width features":
+        corrupt_copy(banked_model, dst, edit_state=lambda s: s.update({"features.4": s["features.4"][:, :0].contiguous()}))
     elif case == "nan":
         def poison(s):
             s["frames"][0, 0, 0] = float("nan")
@@ -172,6 +196,30 @@ def test_a_bank_that_does_not_fit_fails_at_load_naming_the_file(banked_model, tm
         hqarf.load_codec(dst)
     assert "exemplars" in str(info.value)
     assert hqarf.load_codec(dst, exemplars=False).exemplars is None  # the codec itself still loads
+    hqarf.encoder(model=str(dst))  # and the encoder, which never reads the bank
+
+
+def test_a_bank_must_fit_its_codec(banked_model, rng):
+    from gnuradio.hqarf.codec import Codec
+    codec = hqarf.load_codec(banked_model)
+    frames = random_frames(rng, 6)
+    frames /= np.abs(frames).max(1, keepdims=True)
+    with pytest.raises(ValueError, match="class token"):
+        exemplars.build(codec, frames, np.arange(6), (1, 4))  # level 1's last index is a local code here
+    bank = exemplars.ExemplarBank(frames[:, :512], np.arange(6), {4: exemplars.log_spectrum(frames[:, :512])})
+    with pytest.raises(ValueError, match="512 samples"):
+        Codec(codec.model, codec.manifest, exemplars=bank)
+
+
+def test_rendering_does_not_depend_on_the_batch(banked_model, rng):
+    codec = hqarf.load_codec(banked_model)
+    x = random_frames(rng, 200)
+    codes = codec.encode(x, 4)
+    whole = codec.decode(codes, 4)
+    for size in (1, 7, 64):
+        parts = np.concatenate([codec.decode(codes[i:i + size], 4) for i in range(0, len(codes), size)])
+        # the same exemplar for every frame; the phase follows the network's rendering (float rounding only)
+        np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-5)
 
 
 def test_bank_frames_take_half_clean_half_impaired_per_class():
@@ -218,8 +266,13 @@ def test_decoder_block_renders_with_the_bank_unless_told_not_to(banked_model, rn
     assert not np.allclose(network[5:10], codec.decompress(blobs[1]))  # level 4 differs with the bank
     decoder.set_exemplars(True)
     assert decoder.codec.rendering(4) == "exemplar" and decoder.codec.rendering(1) == "network"
-    with pytest.raises(ValueError, match="exemplars must be True or False"):
-        decoder.set_exemplars("no")
+    decoder.set_exemplars(0)  # a GRC variable may hold 0 / 1
+    assert not decoder.codec.use_exemplars
+    decoder.set_exemplars(1)
+    assert decoder.codec.use_exemplars
+    for bad in ("no", 2, None):
+        with pytest.raises(ValueError, match="exemplars must be True or False"):
+            decoder.set_exemplars(bad)
 
 
 def test_cli_info_lists_the_rendering_and_decompress_can_skip_the_bank(banked_model, tmp_path, rng, capsys):

@@ -58,11 +58,11 @@ def detector_from_project(project: ModRecNet) -> ModRecNet:
     return net
 
 
-def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int) -> tuple:
+def reconstructions(codec: HQARF, frames: np.ndarray, per_level: int, seed: int, exemplars=None) -> tuple:
     """`per_level` frames of `frames` (drawn per level, reproducibly from `seed`) through the codec at
-    every level, as the shipped Codec encodes and decodes them: (complex frames, the indices of the
-    frames they reconstruct)."""
-    shipped = Codec(codec, device=str(next(codec.parameters()).device))
+    every level, as a Codec with the exemplar bank `exemplars` (None: the network at every level) encodes
+    and decodes them: (complex frames, the indices of the frames they reconstruct)."""
+    shipped = Codec(codec, device=str(next(codec.parameters()).device), exemplars=exemplars)
     out, picked = [], []
     for level in range(codec.config.levels):
         idx = np.sort(np.random.default_rng(seed + level).choice(len(frames), min(per_level, len(frames)),
@@ -163,13 +163,14 @@ def out_of_set_classes(cfg: dict) -> tuple:
 
 def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None,
                      outlier_classes: tuple = OUT_OF_SET_TRAIN, false_flag_rate: float = 0.01,
-                     codec: HQARF | None = None) -> Classifier:
+                     codec: HQARF | None = None, exemplars=None) -> Classifier:
     """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
     features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
     threshold at 1 % of the clean validation frames; the detector's at `false_flag_rate` of them. With the
     trained `codec`, the detector's threshold is also set on the clean validation frames' reconstructions at
     every level: the largest of the per-set thresholds, so at most `false_flag_rate` of the originals and of
-    each level's reconstructions (what a cloud-side ModRec sink sees) are above it."""
+    each level's reconstructions (what a cloud-side ModRec sink sees, with the run's exemplar bank
+    `exemplars` where it has one) are above it."""
     x, y = data["train"]
     snr = data.get("train_snr_db")
     keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
@@ -181,7 +182,7 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
         wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
         per_set = {"originals": calibration_threshold(wrapped, calibration, false_flag_rate)}
         if codec is not None:  # every calibration frame at every level, as the shipped Codec decodes it
-            rec, _ = reconstructions(codec, calibration, len(calibration), seed=0)
+            rec, _ = reconstructions(codec, calibration, len(calibration), seed=0, exemplars=exemplars)
             for level, frames in enumerate(np.split(rec, codec.config.levels)):
                 per_set[f"level {level}"] = calibration_threshold(wrapped, frames, false_flag_rate)
         threshold = max(per_set.values())

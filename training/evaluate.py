@@ -439,7 +439,7 @@ def main(argv=None) -> int:
                                 evaluated_by=invocation_command())
     else:
         stages = {"hqarf": args.model}
-        if (args.model / "exemplars.json").exists():
+        if (manifest_path(args.model, "codec").parent / "exemplars.json").exists():
             stages["network"] = args.model
         evaluate_models(stages, test, train, args.out or Path("evaluation"),
                         baselines=not args.no_baselines, judges=judges)

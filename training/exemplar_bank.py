@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The exemplar bank of a run (hqarf.exemplars): training frames of each class that the decoder outputs at the
 bank's levels instead of the network's rendering. Built once the codec is complete, from the preset's
-``exemplars`` (levels, frames per class), and written beside the codec by train.py; about 20 s for the default
+``exemplars`` (levels, frames per class), and written beside the codec by train.py; 5-10 s for the default
 preset. The frames come from the training split only: half of each class's clean, half through the receiver
 model (other frames than the clean ones), so the bank holds captures' noise, phase and offsets too."""
 from __future__ import annotations

@@ -86,8 +86,8 @@ PRESETS = {
         # Session 28: at levels 2-4 decoding outputs a real training frame of the transmitted class (hqarf.exemplars),
         # 200 per class (100 clean, 100 others through the receiver model), the one whose rendering's spectrum is
         # nearest. On shipped v6 the held-out classifier read 0.976 / 0.982 / 0.963 -> 0.993 / 0.984 / 0.991 at levels
-        # 2-4 (clean test), 0.963 / 0.973 / 0.949 -> 0.975 / 0.974 / 0.970 (impaired), at 1-4.5 dB lower SNR; 800 per
-        # class read level 3 0.991 (training/README.md, session 28). About 10 s; 4.9 MB in the model directory.
+        # 2-4 (clean test), 0.963 / 0.973 / 0.949 -> 0.975 / 0.974 / 0.970 (impaired), at 1-4.5 dB lower SNR (2.2-5.5
+        # on 6000 frames); 800 per class read level 3 0.991 (training/README.md, session 28). 5-10 s; 4.9 MB on disk.
         exemplars=dict(levels=(2, 3, 4), per_class=200),
         # Receiver impairments (training/impairments.py Impairments: SNR 0-30 dB with 20 % clean frames,
         # random carrier phase, +-1 % fs frequency offset, fractional timing offset) on every split.

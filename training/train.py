@@ -325,16 +325,17 @@ def main(argv=None) -> int:
             return stop_after(args.stop_after, ckpt, log)
     provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
-        project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector,
-                                   out_of_set_classes(cfg), cfg.get("unknown_false_flag_rate", 0.01),
-                                   codec=models[shipped])
-        classifier = project
-        # the exemplar bank of the shipped stage (decoder side: real frames of the class at its levels)
+        # the exemplar bank of the shipped stage (decoder side: real frames of the class at its levels), first:
+        # the unknown flag's threshold is set on reconstructions as the shipped codec decodes them
         bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log)
         if bank is not None:
             ckpt.progress["durations_s"]["exemplars"] = round(seconds, 1)
             ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # for a later --write-provenance
             provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
+        project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector,
+                                   out_of_set_classes(cfg), cfg.get("unknown_false_flag_rate", 0.01),
+                                   codec=models[shipped], exemplars=bank)
+        classifier = project
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
                         classes, name=f"stages/{stage}", heldout=heldout,

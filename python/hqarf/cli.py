@@ -102,7 +102,7 @@ def _frames_note(samples: int, frame_len: int) -> str:
 # -- compress --------------------------------------------------------------------------------
 def cmd_compress(args) -> int:
     recording = _open_recording(args)
-    codec = load_codec(args.model)
+    codec = load_codec(args.model, exemplars=False)  # encoding never reads the bank
     level = _check_level(codec, args.level)
     out = Path(args.output)
     if _same_file(out, recording.path) or _same_file(out, recording.meta_path):

@@ -78,6 +78,8 @@ class Codec:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         self.chunk = int(chunk)
         self._weights_dir = weights_dir
+        if exemplars is not None:
+            exemplars_io.check_fits(self.config, exemplars.levels, exemplars.frame_len)
         self.exemplars = exemplars
         self.use_exemplars = exemplars is not None
         self.runtime = Runtime(self.model, runtime, num_threads, self.device, fp, weights_dir, self._example)
@@ -89,10 +91,13 @@ class Codec:
         return torch.zeros(2, self.tokens(level), dtype=torch.int64)
 
     def with_runtime(self, runtime: str, num_threads: int = 0, chunk: int | None = None) -> "Codec":
-        """The same model (shared weights) under another runtime / thread count / chunk."""
-        return Codec(self.model, self.manifest, device=str(self.device), runtime=runtime,
-                     num_threads=num_threads, chunk=self.chunk if chunk is None else chunk,
-                     weights_dir=self._weights_dir, exemplars=self.exemplars)
+        """The same model (shared weights, the same exemplar bank and use_exemplars) under another runtime /
+        thread count / chunk."""
+        codec = Codec(self.model, self.manifest, device=str(self.device), runtime=runtime,
+                      num_threads=num_threads, chunk=self.chunk if chunk is None else chunk,
+                      weights_dir=self._weights_dir, exemplars=self.exemplars)
+        codec.use_exemplars = self.use_exemplars
+        return codec
 
     # -- geometry ---------------------------------------------------------------------------
     @property

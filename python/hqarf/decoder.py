@@ -140,7 +140,7 @@ class decoder(gr.sync_block):
     def set_exemplars(self, exemplars) -> None:
         """GRC callback: True decodes the levels of the model's exemplar bank to real frames of the class
         (where the model has one), False every level with the decoder network."""
-        if not isinstance(exemplars, (bool, np.bool_)):
+        if not isinstance(exemplars, (bool, np.bool_, int, np.integer)) or exemplars not in (0, 1):
             raise ValueError(f"exemplars must be True or False, got {exemplars!r}")
         self.codec.use_exemplars = bool(exemplars) and self.codec.exemplars is not None
 

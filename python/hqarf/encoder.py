@@ -95,7 +95,7 @@ class encoder(WarnsOnce, gr.basic_block):
         self.frames_per_pdu = check_int("frames_per_pdu", frames_per_pdu, 1, wire.MAX_FRAMES)
         num_threads = check_int("num_threads", num_threads, 0)
         self.codec = load_codec(model or None, device=device, runtime=check_runtime(runtime),
-                                num_threads=num_threads)
+                                num_threads=num_threads, exemplars=False)  # encoding never reads the bank
         self.frame_len = self.codec.frame_len
         # PDUs encoded per call while input keeps coming: one per inference worker (num_threads)
         self._batch_pdus = self.codec.runtime.workers

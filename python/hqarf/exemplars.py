@@ -10,8 +10,8 @@ network's own rendering of each at every bank level. Decoding a bank level rende
 as before, then takes the exemplar of the frame's global token (its class) whose rendering's spectrum is
 nearest to it (so bandwidth, noise level and carrier offset follow the frame), the best correlated of the
 `top_k` nearest, rotated to the rendering's phase. The output is a real signal of the class, not this frame's
-samples: its SNR against the original is 1-4 dB lower than the network's rendering, while its statistics
-are those of a real frame (docs/design.md "Exemplar rendering").
+samples: its SNR against the original is 2-5.5 dB lower than the network's rendering (shipped model, levels 4-2),
+while its statistics are those of a real frame (docs/design.md "Exemplar rendering").
 
 Decoder side only: the encoder, the bits and the wire format are unchanged, and a receiver may decode with or
 without the bank (hqarf.load_codec(exemplars=False)). Stored as ``exemplars.safetensors`` + ``exemplars.json``
@@ -54,15 +54,16 @@ class ExemplarBank:
         self.top_k = int(top_k)
         self.manifest = dict(manifest or {})
         k, length = self.frames.shape if self.frames.ndim == 2 else (None, None)
-        if k is None or len(self.labels) != k or not k:
+        if k is None or self.labels.ndim != 1 or len(self.labels) != k or not k:
             raise ValueError(f"exemplar frames {self.frames.shape} and labels {self.labels.shape} do not match")
         for level, f in self.features.items():
-            if f.ndim != 2 or f.shape[0] != k or length % f.shape[1]:
+            if f.ndim != 2 or f.shape[0] != k or not f.shape[1] or length % f.shape[1]:
                 raise ValueError(f"exemplar features of level {level} have shape {f.shape}, expected ({k}, bins) "
                                  f"with bins dividing {length}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-        self._sq = {level: (f ** 2).sum(-1) for level, f in self.features.items()}
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or self.top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        # the exemplars of each class, for distances computed class by class
+        self._members = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels)}
 
     @property
     def levels(self) -> tuple:
@@ -83,22 +84,25 @@ class ExemplarBank:
 
     def _render(self, r: np.ndarray, tokens: np.ndarray, level: int) -> np.ndarray:
         feats = self.features[level]
-        s = log_spectrum(r, feats.shape[1])
-        dist = (s ** 2).sum(-1)[:, None] - 2.0 * s @ feats.T + self._sq[level][None, :]
-        dist[self.labels[None, :] != tokens[:, None]] = np.inf
-        k = min(self.top_k, dist.shape[1])
-        # the k nearest (ties to the lower index: a stable sort keeps decoding deterministic)
-        cand = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        rows = np.arange(len(r))[:, None]
-        usable = np.isfinite(dist[rows, cand])
-        corr = np.einsum("nl,nkl->nk", r, self.frames[cand].conj())
-        strength = np.where(usable, np.abs(corr), -1.0)
-        pick = strength.argmax(1)
-        best = cand[np.arange(len(r)), pick]
-        phase = corr[np.arange(len(r)), pick]
-        rotation = np.where(np.abs(phase) > 0, phase / np.where(np.abs(phase) > 0, np.abs(phase), 1), 1)
-        chosen = self.frames[best] * rotation[:, None].astype(np.complex64)
-        return np.where(usable.any(1)[:, None], chosen, r).astype(np.complex64)
+        s = log_spectrum(r, feats.shape[1]).astype(np.float64)
+        out = r.copy()
+        for c, members in self._members.items():
+            rows = np.flatnonzero(tokens == c)
+            if not len(rows):
+                continue
+            # squared distances as differences, row by row the same arithmetic whatever the batch (a matrix
+            # product's summation order depends on its shape, and near-ties would then pick other exemplars)
+            dist = ((s[rows, None, :] - feats[members][None].astype(np.float64)) ** 2).sum(-1)
+            k = min(self.top_k, len(members))
+            near = members[np.argsort(dist, axis=1, kind="stable")[:, :k]]  # ties to the lower index
+            corr = np.einsum("nl,nkl->nk", r[rows].astype(np.complex128), self.frames[near].conj())
+            pick = np.abs(corr).argmax(1)
+            which = np.arange(len(rows))
+            phase = corr[which, pick]
+            size = np.abs(phase)
+            rotation = np.where(size > 0, phase / np.where(size > 0, size, 1), 1)
+            out[rows] = (self.frames[near[which, pick]] * rotation[:, None]).astype(np.complex64)
+        return out
 
     # -- files ----------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -117,6 +121,17 @@ class ExemplarBank:
         return str(path)
 
 
+def check_fits(config, levels, frame_len: int) -> None:
+    """ValueError unless a bank of `levels` and `frame_len`-sample frames fits a codec of HQARFConfig
+    `config`: its levels must carry a class token (the last index), its frames the codec's length."""
+    levels = list(levels)
+    if not set(levels) <= set(config.semantic_levels):
+        raise ValueError(f"exemplar levels {levels} must carry a class token (semantic_levels "
+                         f"{list(config.semantic_levels)})")
+    if frame_len != config.frame_len:
+        raise ValueError(f"exemplar frames of {frame_len} samples for a codec of {config.frame_len}")
+
+
 def exists(path) -> bool:
     """Whether the model directory (or codec manifest path) `path` has an exemplar bank."""
     mpath = weights_io.manifest_path(path, "codec")
@@ -131,12 +146,15 @@ def load(path, codec_fingerprint: str, config) -> ExemplarBank:
     cfg = manifest.get("config")
     if not isinstance(cfg, dict):
         raise weights_io.WeightsError(f"{mpath}: no config")
+    if isinstance(cfg.get("top_k", TOP_K), bool) or not isinstance(cfg.get("top_k", TOP_K), int):
+        raise weights_io.WeightsError(f"{mpath}: top_k must be an integer, got {cfg.get('top_k')!r}")
     if cfg.get("codec_fingerprint") != codec_fingerprint:
         raise weights_io.WeightsError(f"{mpath}: built for codec {cfg.get('codec_fingerprint')!r}, not this "
                                       f"model's {codec_fingerprint}: rebuild it (training/train.py --resume)")
     levels = cfg.get("levels")
     if not isinstance(levels, list) or not levels or any(
-            not isinstance(v, int) or isinstance(v, bool) or v not in config.semantic_levels for v in levels):
+            not isinstance(v, int) or isinstance(v, bool) or v not in config.semantic_levels for v in levels) or len(
+            set(levels)) != len(levels):
         raise weights_io.WeightsError(f"{mpath}: levels {levels!r} must be levels that carry a class token "
                                       f"({list(config.semantic_levels)})")
     frames, labels = state.get("frames"), state.get("labels")
@@ -145,13 +163,16 @@ def load(path, codec_fingerprint: str, config) -> ExemplarBank:
     if set(state) != expected or frames.ndim != 3 or frames.shape[1:] != (2, config.frame_len):
         raise weights_io.WeightsError(f"{mpath}: tensors {sorted(state)} do not form a bank of "
                                       f"{config.frame_len}-sample frames for levels {levels}")
-    if labels.ndim != 1 or len(labels) != len(frames) or labels.numel() == 0 or bool(
+    if labels.ndim != 1 or len(labels) != len(frames) or labels.numel() == 0 or labels.is_floating_point() or bool(
             (labels < 0).any() or (labels >= config.semantic_classes).any()):
         raise weights_io.WeightsError(f"{mpath}: labels must be one class in 0..{config.semantic_classes - 1} "
                                       f"per frame")
     iq = frames.float().numpy()
     if not np.isfinite(iq).all() or any(not torch.isfinite(f).all() for f in features.values()):
         raise weights_io.WeightsError(f"{mpath}: frames or features are not finite")
+    if not 0.99 <= float(np.abs(iq[:, 0] + 1j * iq[:, 1]).max(1).min()) <= float(
+            np.abs(iq[:, 0] + 1j * iq[:, 1]).max(1).max()) <= 1.01:
+        raise weights_io.WeightsError(f"{mpath}: exemplar frames must be at unit scale (max |x| = 1 each)")
     try:
         return ExemplarBank(iq[:, 0] + 1j * iq[:, 1], labels.numpy(), {v: f.numpy() for v, f in features.items()},
                             top_k=cfg.get("top_k", TOP_K), manifest=manifest)
@@ -163,6 +184,7 @@ def build(codec, frames: np.ndarray, labels: np.ndarray, levels, top_k: int = TO
     """A bank from unit-scale `frames` of known `labels`: each rendered by `codec`'s network at every level
     of `levels` (encode, then decode without a bank) for its spectrum."""
     frames = np.asarray(frames, dtype=np.complex64)
+    check_fits(codec.config, levels, frames.shape[-1])
     features = {}
     for level in levels:
         rendering = codec.decode(codec.encode(frames, level), level, exemplars=False)

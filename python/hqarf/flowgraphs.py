@@ -429,7 +429,7 @@ def run_demo(model=None, recording=None, frames_per_class=64, levels=None, out=s
     examples/data/6mod_sample). Returns the numbers printed, as a dict."""
     # The table is the report: keep the blocks' per-run info lines (summaries at stop) out of it.
     gr.logging().set_default_level(gr.log_levels.warn)
-    codec = load_codec(model)
+    codec = load_codec(model, exemplars=False)  # geometry only: the flowgraphs' decoders load their own
     classifier = load_classifier(model)
     recording = Path(recording) if recording else DEFAULT_RECORDING
     frames, labels = load_labelled_frames(recording, classifier.classes, frames_per_class,
