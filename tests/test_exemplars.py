@@ -157,7 +157,7 @@ def corrupt_copy(src, dst, edit_manifest=None, edit_state=None):
     ("float labels", "labels must be one class"),
     ("missing features", "do not form a bank"),
     ("duplicate levels", "must be levels that carry a class token"),
-    ("top_k", "top_k must be an integer"),
+    ("top_k", "top_k must be a positive integer"),
     ("scale", "unit scale"),
     ("zero-width features", "expected"),
     ("nan", "not finite"),

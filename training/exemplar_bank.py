@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from gnuradio.hqarf.codec import Codec
-from gnuradio.hqarf.exemplars import ExemplarBank, build
+from gnuradio.hqarf.exemplars import TOP_K, ExemplarBank, build
 
 
 def bank_frames(data: dict, per_class: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,14 +35,10 @@ def exemplar_stage(cfg: dict, data: dict, codec_model, n_classes: int, log) -> t
     spec = cfg.get("exemplars")
     if not spec:
         return None, 0.0
-    config = codec_model.config
-    levels = sorted({int(v) for v in spec["levels"]})
-    if not set(levels) <= set(config.semantic_levels):
-        raise ValueError(f"exemplars: levels {levels} must carry a class token (semantic_levels "
-                         f"{list(config.semantic_levels)})")
+    levels = sorted({int(v) for v in spec["levels"]})  # build() checks they carry a class token
     t = time.time()
     frames, labels = bank_frames(data, int(spec["per_class"]), n_classes)
-    bank = build(Codec(codec_model), frames, labels, levels, top_k=int(spec.get("top_k", 8)))
+    bank = build(Codec(codec_model), frames, labels, levels, top_k=int(spec.get("top_k", TOP_K)))
     seconds = time.time() - t
     log.note(f"exemplars: {len(frames)} frames ({spec['per_class']} per class) for levels {levels} in {seconds:.1f} s")
     return bank, seconds

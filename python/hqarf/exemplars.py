@@ -51,6 +51,8 @@ class ExemplarBank:
         self.frames = np.ascontiguousarray(frames, dtype=np.complex64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.features = {int(level): np.asarray(f, dtype=np.float32) for level, f in features.items()}
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         self.top_k = int(top_k)
         self.manifest = dict(manifest or {})
         k, length = self.frames.shape if self.frames.ndim == 2 else (None, None)
@@ -60,8 +62,6 @@ class ExemplarBank:
             if f.ndim != 2 or f.shape[0] != k or not f.shape[1] or length % f.shape[1]:
                 raise ValueError(f"exemplar features of level {level} have shape {f.shape}, expected ({k}, bins) "
                                  f"with bins dividing {length}")
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or self.top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         # the exemplars of each class, for distances computed class by class
         self._members = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels)}
 
@@ -146,8 +146,6 @@ def load(path, codec_fingerprint: str, config) -> ExemplarBank:
     cfg = manifest.get("config")
     if not isinstance(cfg, dict):
         raise weights_io.WeightsError(f"{mpath}: no config")
-    if isinstance(cfg.get("top_k", TOP_K), bool) or not isinstance(cfg.get("top_k", TOP_K), int):
-        raise weights_io.WeightsError(f"{mpath}: top_k must be an integer, got {cfg.get('top_k')!r}")
     if cfg.get("codec_fingerprint") != codec_fingerprint:
         raise weights_io.WeightsError(f"{mpath}: built for codec {cfg.get('codec_fingerprint')!r}, not this "
                                       f"model's {codec_fingerprint}: rebuild it (training/train.py --resume)")
@@ -170,11 +168,12 @@ def load(path, codec_fingerprint: str, config) -> ExemplarBank:
     iq = frames.float().numpy()
     if not np.isfinite(iq).all() or any(not torch.isfinite(f).all() for f in features.values()):
         raise weights_io.WeightsError(f"{mpath}: frames or features are not finite")
-    if not 0.99 <= float(np.abs(iq[:, 0] + 1j * iq[:, 1]).max(1).min()) <= float(
-            np.abs(iq[:, 0] + 1j * iq[:, 1]).max(1).max()) <= 1.01:
+    complex_frames = iq[:, 0] + 1j * iq[:, 1]
+    peaks = np.abs(complex_frames).max(1)
+    if not 0.99 <= peaks.min() <= peaks.max() <= 1.01:
         raise weights_io.WeightsError(f"{mpath}: exemplar frames must be at unit scale (max |x| = 1 each)")
     try:
-        return ExemplarBank(iq[:, 0] + 1j * iq[:, 1], labels.numpy(), {v: f.numpy() for v, f in features.items()},
+        return ExemplarBank(complex_frames, labels.numpy(), {v: f.numpy() for v, f in features.items()},
                             top_k=cfg.get("top_k", TOP_K), manifest=manifest)
     except (TypeError, ValueError) as exc:
         raise weights_io.WeightsError(f"{mpath}: {exc}") from None
