@@ -91,8 +91,10 @@ def codec_figures(codec, costs, args, device, rng):
     print("codec throughput (Msps = complex samples per second; %GEMM = share of the fp32 GEMM rate measured")
     print(f"just before the row, at the row's thread count; MACs include the quantisers; median of {args.repeats};")
     print("with n threads, n workers of one thread each, each a forward pass of 'batch' frames per call)")
+    print("exemplar: at a level the model decodes with exemplars (hqarf.exemplars), the share of the decode time")
+    print("spent choosing them (decode timed again with exemplars=False beside it; '-' at the network's levels)")
     print(f"{'runtime':>11} {'thr':>3} {'level':>5} {'batch':>5} {'GEMM GF/s':>9} {'encode Msps':>11} {'enc %GEMM':>9}"
-          f" {'decode Msps':>11} {'dec %GEMM':>9}")
+          f" {'decode Msps':>11} {'dec %GEMM':>9} {'exemplar':>8}")
     for threads in args.threads:
         for runtime in args.runtimes:
             try:
@@ -112,13 +114,19 @@ def codec_figures(codec, costs, args, device, rng):
                     gemm = gemm_gflops(threads, device)
                     te = median_time(lambda: c.encode(x, level), args.repeats, args.min_seconds)
                     td = median_time(lambda: c.decode(codes, level), args.repeats, args.min_seconds)
+                    exemplar = "-"
+                    if c.rendering(level) == "exemplar":
+                        tn = median_time(lambda: c.decode(codes, level, exemplars=False), args.repeats,
+                                         args.min_seconds)
+                        exemplar = f"{100 * (td - tn) / td:.1f}%"
                     enc_share = n * 2 * cost["encode_total_macs"] / te / 1e9 / gemm
                     dec_share = n * 2 * cost["decode_total_macs"] / td / 1e9 / gemm
                     for kind, share, t in (("encode", enc_share, te), ("decode", dec_share, td)):
                         if share > best.get((kind, level), (0,))[0]:
                             best[(kind, level)] = (share, n * L / t / 1e6, b, runtime, threads, gemm)
                     print(f"{runtime:>11} {threads:>3} {level:>5} {b:>5} {gemm:>9.1f} {n * L / te / 1e6:>11.3f}"
-                          f" {100 * enc_share:>8.1f}% {n * L / td / 1e6:>11.3f} {100 * dec_share:>8.1f}%", flush=True)
+                          f" {100 * enc_share:>8.1f}% {n * L / td / 1e6:>11.3f} {100 * dec_share:>8.1f}%"
+                          f" {exemplar:>8}", flush=True)
     print("\nbest batch per level (highest share of the same-row GEMM rate)")
     print(f"{'level':>5} {'kind':>6} {'share':>6} {'Msps':>7} {'batch':>5} {'runtime':>11} {'thr':>3}"
           f" {'MMAC/frame':>10} {'of which quantiser':>18}")

@@ -2,6 +2,8 @@
 """Exemplar rendering (hqarf.exemplars): the choice of exemplar, the bank's files and checks, the codec's
 decode with and without it, and the training side's choice of frames."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,6 +238,18 @@ def test_bank_frames_take_half_clean_half_impaired_per_class():
     assert (frames[:, 0].real <= 0).all() and len(frames) == 18
     with pytest.raises(ValueError, match="frames per class"):
         bank_frames(data, 11, 6)
+    # frames the unknown detector refuses (here: magnitudes 6-11 and 30-35) give way to the next of their class
+    refused = set(range(6, 12)) | set(range(30, 36))
+    accept = lambda f: ~np.isin(np.abs(f[:, 0].real), list(refused))  # noqa: E731
+    frames, labels = bank_frames(data, 4, 6, accept)
+    values = np.abs(frames[:, 0].real).astype(int)
+    assert np.array_equal(labels, values % 6) and np.array_equal(np.bincount(labels), [4] * 6)
+    assert not set(values) & refused and len(set(values)) == 24
+    assert list(values[:12]) == [*range(6), *range(12, 18)]      # clean: the first two accepted of each class
+    assert list(values[12:]) == [*range(18, 30)]                 # impaired: the next two accepted, other frames
+    assert np.array_equal(bank_frames(data, 4, 6, lambda f: np.ones(len(f), bool))[0], bank_frames(data, 4, 6)[0])
+    with pytest.raises(ValueError, match="unknown detector accepts"):
+        bank_frames(data, 4, 6, lambda f: np.abs(f[:, 0].real) % 6 != 2)
 
 
 def test_decoder_block_renders_with_the_bank_unless_told_not_to(banked_model, rng):
@@ -296,3 +310,20 @@ def test_cli_info_lists_the_rendering_and_decompress_can_skip_the_bank(banked_mo
     scale = np.abs(x.reshape(-1, 1024)).max(1, keepdims=True)
     np.testing.assert_allclose(outputs[1], plain.decode(codes, 4) * scale, rtol=1e-2, atol=1e-3)
     assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_the_bench_times_the_exemplar_step_where_the_model_has_one(banked_model):
+    """bench.py's codec table: the share of decode time spent choosing exemplars, at the bank's levels only
+    (the figure itself is not checked: speed lives in the bench)."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "bench.py"), "--model", str(banked_model),
+                           "--batches", "2", "--threads", "1", "--runtimes", "torch", "--levels", "1,2",
+                           "--repeats", "1", "--min-seconds", "0", "--no-flowgraph"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {int(line.split()[2]): line.split() for line in proc.stdout.splitlines()
+            if line.strip().startswith("torch ") and len(line.split()) == 10}
+    assert sorted(rows) == [1, 2], proc.stdout
+    assert rows[1][-1] == "-" and re.fullmatch(r"-?\d+\.\d%", rows[2][-1]), (rows, proc.stdout)

@@ -66,6 +66,10 @@ def test_a_codec_with_exemplars_gets_its_network_rendering_column():
     for row in r["stages"]["network"][2:]:
         row["snr_db"] += 3.0
         row["accuracy"], row["accuracy_heldout"] = 0.5, 0.25
+    for row in r["stages"]["network"]:
+        row["rendering"] = "network"
+    for row in r["stages"][main]:
+        row["rendering"] = "exemplar" if row["level"] >= 2 else "network"
     text = rr.render(r)
     header, rule, first = text.splitlines()[:3]
     assert "network rendering (no exemplars): project / held-out" in header
@@ -74,4 +78,14 @@ def test_a_codec_with_exemplars_gets_its_network_rendering_column():
     level4 = text.splitlines()[6]
     assert "0.500 / 0.250" in level4 and f"(network {r['stages']['network'][4]['snr_db']:.1f})" in level4
     assert "At level(s) 2, 3, 4 the shipped decoder outputs exemplars" in text
+    # the levels come from the rows' record of the rendering, not from the SNR: level 3 alone here
+    for row in r["stages"][main]:
+        row["rendering"] = "exemplar" if row["level"] == 3 else "network"
+    text = rr.render(r)
+    assert "At level(s) 3 the shipped decoder outputs exemplars" in text and "(the same)" in text.splitlines()[6]
+    # a report from before the rows recorded it: where the network rendering's SNR differs
+    for rows in r["stages"].values():
+        for row in rows:
+            row.pop("rendering", None)
+    assert "At level(s) 2, 3, 4 the shipped decoder outputs exemplars" in rr.render(r)
     assert "network rendering" not in rr.render(report)

@@ -459,6 +459,31 @@ def test_redo_from_retrains_from_the_previous_stage(smoke_run):
     assert "the unknown detector learned the reconstructions" not in new and "unknown detector: " not in new
 
 
+def test_a_redone_stage_is_the_stage_a_single_run_trains(smoke_run, tmp_path):
+    """--redo-from semantic on a copy of a finished run trains the token head, every direct decoder and the
+    unknown detector again, and gets the same weights bit for bit: they start from the chain and fresh
+    initial weights (not the run's earlier ones, still in the checkpoint files) under their own seeds,
+    whatever the invocation loaded or trained before them."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_run, copy)
+    before = {name: load_file(str(smoke_run / "model" / name))
+              for name in ("codec.safetensors", "unknown_detector.safetensors", "exemplars.safetensors")}
+    proc = run_train("--preset", "smoke", "--run-dir", str(copy), "--resume", "--redo-from", "semantic",
+                     "--no-evaluate", "--threads", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (copy / "train.log").read_text()[len((smoke_run / "train.log").read_text()):]
+    assert "semantic epoch 2/2" in log and "direct L4 start" in log and "unknown detector: " in log
+    for name, tensors in before.items():
+        after = load_file(str(copy / "model" / name))
+        assert sorted(after) == sorted(tensors), name
+        differ = [k for k in tensors if not torch.equal(tensors[k], after[k])]
+        assert not differ, f"{name}: {differ[:5]}"
+
+
 def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):
     from gnuradio import hqarf
 

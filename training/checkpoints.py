@@ -131,15 +131,20 @@ class Checkpoints:
     def has_weights(self, stage: str) -> bool:
         return (self.dir / f"{stage}.safetensors").exists()
 
-    def load(self, stage: str, module: torch.nn.Module, missing_ok=()) -> bool:
+    def load(self, stage: str, module: torch.nn.Module, missing_ok=(), fresh=()) -> bool:
         """Load a stage's checkpoint; `missing_ok`: prefixes of weights the checkpoint may lack (parts
         added to the architecture since it was written, trained again after this load); the file's weights
         under them that no longer fit (a part whose shape changed) are left out, the others loaded as
-        the starting point."""
+        the starting point. `fresh`: prefixes of parts that train again from the module's own initial
+        weights (a level --redo-direct or --redo-from dropped): the file's weights under them are not loaded."""
         path = self.dir / f"{stage}.safetensors"
         if not path.exists():
             return False
         state = load_file(str(path))
+        if fresh:
+            fresh = tuple(fresh)
+            state = {k: v for k, v in state.items() if not k.startswith(fresh)}
+            missing_ok = (*missing_ok, *fresh)
         if missing_ok:
             own = module.state_dict()
             state = {k: v for k, v in state.items() if not k.startswith(tuple(missing_ok)) or

@@ -99,6 +99,8 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
     from_project = cfg.get("unknown_init") == "project"
     if from_project and project is None:
         raise ValueError("unknown_init 'project' needs the project classifier")
+    # its initial weights and training the same whether the codec was trained in this invocation or loaded
+    torch.manual_seed(args.seed * 1000 + 700)
     net = (detector_from_project(project) if from_project
            else ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"])))
     if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
@@ -248,6 +250,7 @@ def critic_stages(cfg: dict, data: dict, args, ckpt: Checkpoints, ctx: Dist, log
         if offset in (0, HELDOUT_SEED):
             raise SystemExit(f"critics: seed offset {offset} is the project or held-out classifier's; a judge "
                              "must stay out of the loss it judges")
+        torch.manual_seed(args.seed + offset)  # its initial weights, whatever ran before it (--resume)
         net = build_network(ClassifierConfig(num_classes=n_classes, **arch))
         nets.append(classifier_stage(net, f"critic{i}", stage_cfg, data, args, ckpt, ctx, log, lambda _: True,
                                      seed=args.seed + offset))

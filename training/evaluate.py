@@ -116,6 +116,8 @@ def evaluate_models(stage_dirs: dict, test, train, out_dir: Path, log=None, base
             p = clf.predict(xhat)
             row = {"level": level, "accuracy": float((p == y).mean()),
                    "per_class": per_class_accuracy(p, y, n_classes), "snr_db": snr_db(x, xhat),
+                   # how the decoder rendered this level: "network" or "exemplar" (a frame of the model's bank)
+                   "rendering": "network" if stage == "hae" else codec.rendering(level),
                    "bits_per_frame": codec.bits_per_frame(level),
                    "compression_ratio_cf32": codec.compression_ratio(level, 64),
                    "compression_ratio_ci16": codec.compression_ratio(level, 32)}

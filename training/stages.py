@@ -328,6 +328,7 @@ def train_direct(model: HQARF, level: int, data: dict, cfg: dict, ctx: Dist, log
     g = model.direct[str(level)]
     model.to(ctx.device)
     g.init_from_chain(model.levels)
+    torch.manual_seed(seed)  # the global generator (the critics' dropout): the same whatever ran before this level
     for p in model.parameters():
         p.requires_grad_(False)
     trainable = list(g.parameters())

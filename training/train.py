@@ -33,7 +33,7 @@ from training.classifiers import (HELDOUT_SEED, classifier_stage, critic_stages,
                                   out_of_set_classes, unknown_detector_stage)
 from training.data import SPLIT_SEEDS, DataConfig, generate, impair, preset_data, preset_impairments  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
-from training.exemplar_bank import exemplar_stage  # noqa: E402
+from training.exemplar_bank import detector_accepts, exemplar_stage  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
 from training.provenance import finalize_provenance  # noqa: E402
 from training.levels import train_level  # noqa: E402
@@ -98,12 +98,17 @@ def stop_after(stage: str, ckpt: "Checkpoints", log: RunLog) -> int:
 def direct_stage(chain: HQARF, codec_config: HQARFConfig, cfg: dict, data: dict, args, ckpt: "Checkpoints",
                  ctx: Dist, log: RunLog, want, classifier) -> HQARF:
     """The trained chain model plus a direct decoder G_i per level of ``codec_config.direct_levels``."""
+    # Seeded here, not only at the start of the run: the token head's and the token embeddings' initial weights
+    # are then the same whether the stages before were trained in this invocation or loaded (--resume).
+    torch.manual_seed(args.seed * 1000 + 449)
     model = HQARF(codec_config)
     model.load_state_dict(chain.state_dict(), strict=False)  # every weight but the direct decoders
     for level in codec_config.direct_levels:
         model.direct[str(level)].init_from_chain(model.levels)
+    # The decoders (and token head) not done train again from the chain (and a fresh head), as in a run from
+    # scratch: the file may still hold their earlier weights (--redo-direct, --redo-from), which are not loaded.
     redo = [f"direct.{lv}." for lv in codec_config.direct_levels if not ckpt.done("direct", lv)]
-    ckpt.load("direct", model, missing_ok=redo + ([] if ckpt.done("semantic") else ["semantic."]))
+    ckpt.load("direct", model, fresh=redo + ([] if ckpt.done("semantic") else ["semantic."]))
     if codec_config.semantic_levels:
         # Codec v3: the global token's head first (the semantic levels' G_i are trained with its tokens).
         if ckpt.done("semantic"):
@@ -327,7 +332,10 @@ def main(argv=None) -> int:
     if ctx.main and complete:
         # the exemplar bank of the shipped stage (decoder side: real frames of the class at its levels), first:
         # the unknown flag's threshold is set on reconstructions as the shipped codec decodes them
-        bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log)
+        # its frames those the run's detector takes for their class (a flagged bank frame is flagged wherever used)
+        accept = None if detector is None else detector_accepts(
+            detector, classes, data.get("val_clean", data["val"])[0], cfg.get("unknown_false_flag_rate", 0.01))
+        bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log, accept=accept)
         if bank is not None:
             ckpt.progress["durations_s"]["exemplars"] = round(seconds, 1)
             ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # for a later --write-provenance
