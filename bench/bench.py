@@ -92,7 +92,8 @@ def codec_figures(codec, costs, args, device, rng):
     print(f"just before the row, at the row's thread count; MACs include the quantisers; median of {args.repeats};")
     print("with n threads, n workers of one thread each, each a forward pass of 'batch' frames per call)")
     print("exemplar: at a level the model decodes with exemplars (hqarf.exemplars), the share of the decode time")
-    print("spent choosing them (decode timed again with exemplars=False beside it; '-' at the network's levels)")
+    print("spent choosing them (ExemplarBank.render timed alone on the network's frames, on one thread; '-' at the")
+    print("network's levels)")
     print(f"{'runtime':>11} {'thr':>3} {'level':>5} {'batch':>5} {'GEMM GF/s':>9} {'encode Msps':>11} {'enc %GEMM':>9}"
           f" {'decode Msps':>11} {'dec %GEMM':>9} {'exemplar':>8}")
     for threads in args.threads:
@@ -115,10 +116,11 @@ def codec_figures(codec, costs, args, device, rng):
                     te = median_time(lambda: c.encode(x, level), args.repeats, args.min_seconds)
                     td = median_time(lambda: c.decode(codes, level), args.repeats, args.min_seconds)
                     exemplar = "-"
-                    if c.rendering(level) == "exemplar":
-                        tn = median_time(lambda: c.decode(codes, level, exemplars=False), args.repeats,
+                    if c.rendering(level) == "exemplar":  # the step itself, timed on the network's frames
+                        net = c.decode(codes, level, exemplars=False)
+                        tx = median_time(lambda: c.exemplars.render(net, codes[:, -1], level), args.repeats,
                                          args.min_seconds)
-                        exemplar = f"{100 * (td - tn) / td:.1f}%"
+                        exemplar = f"{100 * tx / td:.1f}%"
                     enc_share = n * 2 * cost["encode_total_macs"] / te / 1e9 / gemm
                     dec_share = n * 2 * cost["decode_total_macs"] / td / 1e9 / gemm
                     for kind, share, t in (("encode", enc_share, te), ("decode", dec_share, td)):

@@ -71,7 +71,8 @@ def render(report: dict) -> str:
                                                                if network_heldout else "") + same)
         cells += [f"{chain[level]['accuracy']:.3f}"] if chain else []
         cells += [f"{stages[n][level]['accuracy']:.3f}" for n, _ in earlier]
-        snr = f"{r['snr_db']:.1f}" + (f" (network {network[level]['snr_db']:.1f})" if level in rendered else "")
+        snr = f"{r['snr_db']:.1f}" + (f" (network {network[level]['snr_db']:.1f})"
+                                      if level in rendered and network is not None else "")
         cells += [f"{best[level][0]} {best[level][1]:.3f}", snr]
         lines.append("| " + " | ".join(cells) + " |")
     acc = {level: hq[level]["accuracy"] for level in levels}
@@ -89,8 +90,9 @@ def render(report: dict) -> str:
                     f"is within {gap:.3f} of the project classifier at every level.")
     if rendered:
         text.append(f"At level(s) {_levels(rendered)} the shipped decoder outputs exemplars: real training frames of "
-                    "the transmitted class, chosen by the network's rendering (`hqarf.exemplars`; its SNR against "
-                    "the original is the lower one); the network rendering column decodes without them.")
+                    "the transmitted class, chosen by the network's rendering (`hqarf.exemplars`"
+                    + ("; its SNR against the original is the lower one); the network rendering column decodes "
+                       "without them." if network is not None else ")."))
     judges = hq[levels[0]].get("accuracy_judges") or {}
     if judges:
         text.append(f"Unseen judges (classifiers of the held-out recipe with seeds {', '.join(n.removeprefix('seed') for n in judges)}, "
