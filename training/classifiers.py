@@ -181,7 +181,7 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
     log.note(f"unknown flag (Mahalanobis): fitted on {int(keep.sum())} training frames, threshold {threshold:.3f} "
              f"(1 % of {len(calibration)} clean validation frames above it)")
     if detector is not None:
-        wrapped = Classifier(detector, {"classes": [*project.classes, "unknown"]}, kind="unknown_detector")
+        wrapped = detector_classifier(detector, project.classes)
         per_set = {"originals": calibration_threshold(wrapped, calibration, false_flag_rate)}
         if codec is not None:  # every calibration frame at every level, as the shipped Codec decodes it
             rec, _ = reconstructions(codec, calibration, len(calibration), seed=0, exemplars=exemplars)
@@ -200,6 +200,11 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
         log.note(f"unknown flag (detector): threshold {threshold:.4f} (at most {100 * false_flag_rate:g} % of the "
                  f"clean validation frames above it{sets})")
     return project
+
+
+def detector_classifier(detector: ModRecNet, classes) -> Classifier:
+    """The trained unknown detector as a Classifier over `classes` plus "unknown" (its last output)."""
+    return Classifier(detector, {"classes": [*classes, "unknown"]}, kind="unknown_detector")
 
 
 def calibration_threshold(detector: Classifier, frames: np.ndarray, false_flag_rate: float) -> float:

@@ -28,9 +28,9 @@ def bank_frames(data: dict, per_class: int, n_classes: int, accept=None) -> tupl
         if n == 0:
             return np.zeros(0, np.int64)
         chosen = []
-        for start in range(0, len(pool), max(2 * n, 1)):
-            part = pool[start:start + max(2 * n, 1)]
-            chosen.extend(part[accept(source[part])] if accept is not None and len(part) else part)
+        for start in range(0, len(pool), 2 * n):  # candidates in chunks, so the detector scores few frames
+            part = pool[start:start + 2 * n]
+            chosen.extend(part[accept(source[part])] if accept is not None else part)
             if len(chosen) >= n:
                 return np.asarray(chosen[:n], np.int64)
         raise ValueError(f"exemplars: {per_class} frames per class asked, the training split has fewer of class {c}"
@@ -52,10 +52,9 @@ def detector_accepts(detector, classes, calibration: np.ndarray, false_flag_rate
     be decoded for every frame that picks it; with the training split's frames the bank held 15 of 1200 such
     frames (32qam_cross and ofdm-256), each picked by several frames, and 1.1-1.9 % of levels 2-4's outputs
     were flagged (training/README.md, session 29)."""
-    from gnuradio.hqarf.classifier import Classifier
-    from training.classifiers import calibration_threshold
+    from training.classifiers import calibration_threshold, detector_classifier
 
-    wrapped = Classifier(detector, {"classes": [*classes, "unknown"]}, kind="unknown_detector")
+    wrapped = detector_classifier(detector, classes)
     limit = calibration_threshold(wrapped, calibration, false_flag_rate)
     return lambda frames: wrapped.predict_proba(frames)[:, -1] <= limit
 

@@ -331,8 +331,8 @@ def main(argv=None) -> int:
     provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
     if ctx.main and complete:
         # the exemplar bank of the shipped stage (decoder side: real frames of the class at its levels), first:
-        # the unknown flag's threshold is set on reconstructions as the shipped codec decodes them
-        # its frames those the run's detector takes for their class (a flagged bank frame is flagged wherever used)
+        # the unknown flag's threshold is set on reconstructions as the shipped codec decodes them. Its frames
+        # are ones the run's detector takes for their class (a flagged bank frame is flagged wherever it is output).
         accept = None if detector is None else detector_accepts(
             detector, classes, data.get("val_clean", data["val"])[0], cfg.get("unknown_false_flag_rate", 0.01))
         bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log, accept=accept)
