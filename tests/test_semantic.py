@@ -114,7 +114,7 @@ def test_costs_count_the_head_at_the_semantic_levels_only():
         assert a["decode_macs"] == b["decode_macs"] + (first_conv if level >= 2 else 0), level
 
 
-def test_checkpoint_of_an_older_architecture_loads_only_with_the_new_parts_named(tmp_path):
+def test_checkpoint_of_an_older_architecture_loads_only_with_the_new_parts_fresh(tmp_path):
     from safetensors.torch import save_file
     from training.checkpoints import Checkpoints
     old = HQARF(HQARFConfig(**{**TINY, "direct_levels": (1, 2, 3, 4)}))
@@ -125,8 +125,8 @@ def test_checkpoint_of_an_older_architecture_loads_only_with_the_new_parts_named
     with pytest.raises(RuntimeError):
         ckpt.load("direct", new)
     with pytest.raises(SystemExit, match="does not fit"):
-        ckpt.load("direct", new, missing_ok=["semantic."])
-    assert ckpt.load("direct", new, missing_ok=["semantic.", "direct.2.", "direct.3.", "direct.4."])
+        ckpt.load("direct", new, fresh=["semantic."])
+    assert ckpt.load("direct", new, fresh=["semantic.", "direct.2.", "direct.3.", "direct.4."])
     assert torch.equal(new.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)
 
 
@@ -153,6 +153,6 @@ def test_a_level_1_source_and_a_wider_head_carry_the_token_from_level_1(tmp_path
     ckpt.dir.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(ckpt.dir / "direct.safetensors"))
     head_before = model.semantic.out.weight.clone()
-    assert ckpt.load("direct", model, missing_ok=["semantic.", "direct.1."])
-    assert torch.equal(model.semantic.out.weight, head_before)  # the 32-wide head did not fit
+    assert ckpt.load("direct", model, fresh=["semantic.", "direct.1."])
+    assert torch.equal(model.semantic.out.weight, head_before)  # the head is redone: not loaded
     assert torch.equal(model.levels[0].encoder.net[0].weight, old.levels[0].encoder.net[0].weight)

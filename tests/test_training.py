@@ -3,7 +3,6 @@
 beats chance, resume, a 2-process DDP step, and the evaluation report."""
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -497,17 +496,10 @@ def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):
     assert "classifier: loaded from checkpoint" in log and "semantic epoch" not in log
     before, after = hqarf.load_codec(smoke_run / "model"), hqarf.load_codec(run_dir / "model")
     old, new = before.model.state_dict(), after.model.state_dict()
-    assert all(np.array_equal(old[k], new[k]) for k in old if not k.startswith("direct.4."))
-    # G_4 was trained again from its start, the chain D_4 ... D_0; at smoke size its validation can
-    # keep that start (epoch 0), which the log names
-    kept = re.search(r"direct L4: kept epoch (\d+) of", log)
-    assert kept, log[-2000:]
-    if int(kept.group(1)):
-        assert any(not np.array_equal(old[k], new[k]) for k in old if k.startswith("direct.4."))
-    else:
-        for stage, i in zip(after.model.direct["4"].stages, range(4, -1, -1)):
-            chain = after.model.levels[i].decoder.state_dict()
-            assert all(torch.equal(v, chain[k]) for k, v in stage.state_dict().items())
+    # G_4 was trained again (the log's "direct L4 start"), from its start, the chain D_4 ... D_0, with the seed of
+    # the model's own run: the same weights as that single run trained, bit for bit (before session 29's seeding
+    # its token embeddings kept their trained values and the generator differed, and this test asked for a change)
+    assert all(np.array_equal(old[k], new[k]) for k in old)
     # the imported model's invocations come first; only the last stage's model is written
     progress = json.loads((run_dir / "checkpoint" / "progress.json").read_text())
     assert progress["invocations"][0]["command"].startswith("python training/train.py --preset smoke")

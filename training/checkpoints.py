@@ -131,27 +131,20 @@ class Checkpoints:
     def has_weights(self, stage: str) -> bool:
         return (self.dir / f"{stage}.safetensors").exists()
 
-    def load(self, stage: str, module: torch.nn.Module, missing_ok=(), fresh=()) -> bool:
-        """Load a stage's checkpoint; `missing_ok`: prefixes of weights the checkpoint may lack (parts
-        added to the architecture since it was written, trained again after this load); the file's weights
-        under them that no longer fit (a part whose shape changed) are left out, the others loaded as
-        the starting point. `fresh`: prefixes of parts that train again from the module's own initial
-        weights (a level --redo-direct or --redo-from dropped): the file's weights under them are not loaded."""
+    def load(self, stage: str, module: torch.nn.Module, fresh=()) -> bool:
+        """Load a stage's checkpoint. `fresh`: prefixes of parts that train again from the module's own initial
+        weights (a level --redo-direct or --redo-from dropped, the token head trained again): the file's weights
+        under them are not loaded, and the file may lack them; every other weight must be in the file and fit."""
         path = self.dir / f"{stage}.safetensors"
         if not path.exists():
             return False
         state = load_file(str(path))
-        if fresh:
-            fresh = tuple(fresh)
-            state = {k: v for k, v in state.items() if not k.startswith(fresh)}
-            missing_ok = (*missing_ok, *fresh)
-        if missing_ok:
-            own = module.state_dict()
-            state = {k: v for k, v in state.items() if not k.startswith(tuple(missing_ok)) or
-                     (k in own and own[k].shape == v.shape)}
-        result = module.load_state_dict(state, strict=not missing_ok)
-        if missing_ok:
-            bad = [k for k in result.missing_keys if not k.startswith(tuple(missing_ok))] + list(result.unexpected_keys)
-            if bad:
-                raise SystemExit(f"{path}: does not fit this architecture ({', '.join(bad[:4])} ...)")
+        if not fresh:
+            module.load_state_dict(state)
+            return True
+        fresh = tuple(fresh)
+        result = module.load_state_dict({k: v for k, v in state.items() if not k.startswith(fresh)}, strict=False)
+        bad = [k for k in result.missing_keys if not k.startswith(fresh)] + list(result.unexpected_keys)
+        if bad:
+            raise SystemExit(f"{path}: does not fit this architecture ({', '.join(bad[:4])} ...)")
         return True

@@ -165,14 +165,15 @@ def out_of_set_classes(cfg: dict) -> tuple:
 
 def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None,
                      outlier_classes: tuple = OUT_OF_SET_TRAIN, false_flag_rate: float = 0.01,
-                     codec: HQARF | None = None, exemplars=None) -> Classifier:
+                     codec: HQARF | None = None, exemplars=None, originals_threshold: float | None = None) -> Classifier:
     """Out-of-set statistics for the unknown flag: class means and covariance of the project classifier's
     features on training frames at 10 dB or more (the in-set signals a receiver should recognise), the
     threshold at 1 % of the clean validation frames; the detector's at `false_flag_rate` of them. With the
     trained `codec`, the detector's threshold is also set on the clean validation frames' reconstructions at
     every level: the largest of the per-set thresholds, so at most `false_flag_rate` of the originals and of
     each level's reconstructions (what a cloud-side ModRec sink sees, with the run's exemplar bank
-    `exemplars` where it has one) are above it."""
+    `exemplars` where it has one) are above it. `originals_threshold`: the detector's threshold on the clean
+    validation frames where the caller has already computed it (train.py, for the exemplar bank)."""
     x, y = data["train"]
     snr = data.get("train_snr_db")
     keep = np.ones(len(x), bool) if snr is None else snr >= 10.0
@@ -182,7 +183,8 @@ def fit_unknown_flag(project: Classifier, data: dict, log: RunLog, detector=None
              f"(1 % of {len(calibration)} clean validation frames above it)")
     if detector is not None:
         wrapped = detector_classifier(detector, project.classes)
-        per_set = {"originals": calibration_threshold(wrapped, calibration, false_flag_rate)}
+        per_set = {"originals": calibration_threshold(wrapped, calibration, false_flag_rate)
+                   if originals_threshold is None else originals_threshold}
         if codec is not None:  # every calibration frame at every level, as the shipped Codec decodes it
             rec, _ = reconstructions(codec, calibration, len(calibration), seed=0, exemplars=exemplars)
             for level, frames in enumerate(np.split(rec, codec.config.levels)):

@@ -45,18 +45,15 @@ def bank_frames(data: dict, per_class: int, n_classes: int, accept=None) -> tupl
     return frames.astype(np.complex64), np.concatenate([y[first], y[rest]]).astype(np.int64)
 
 
-def detector_accepts(detector, classes, calibration: np.ndarray, false_flag_rate: float):
-    """A bank_frames `accept`: frames whose unknown score from the run's detector is at most the threshold
-    that `false_flag_rate` of the clean `calibration` frames are above (the unknown flag's threshold on
-    originals, training/classifiers.py fit_unknown_flag). A bank frame the detector takes for unknown would
+def detector_accepts(detector, limit: float):
+    """A bank_frames `accept`: frames whose unknown score from the run's `detector` (a Classifier whose last
+    output is "unknown", training.classifiers.detector_classifier) is at most `limit`, the unknown flag's
+    threshold on the clean validation originals (training.classifiers.calibration_threshold, which
+    fit_unknown_flag then takes as that set's threshold). A bank frame the detector takes for unknown would
     be decoded for every frame that picks it; with the training split's frames the bank held 15 of 1200 such
     frames (32qam_cross and ofdm-256), each picked by several frames, and 1.1-1.9 % of levels 2-4's outputs
     were flagged (training/README.md, session 29)."""
-    from training.classifiers import calibration_threshold, detector_classifier
-
-    wrapped = detector_classifier(detector, classes)
-    limit = calibration_threshold(wrapped, calibration, false_flag_rate)
-    return lambda frames: wrapped.predict_proba(frames)[:, -1] <= limit
+    return lambda frames: detector.predict_proba(frames)[:, -1] <= limit
 
 
 def exemplar_stage(cfg: dict, data: dict, codec_model, n_classes: int, log,

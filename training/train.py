@@ -29,8 +29,8 @@ from gnuradio.hqarf.costs import level_costs  # noqa: E402
 from gnuradio.hqarf.model import HQARF, HQARFConfig  # noqa: E402
 from training.checkpoints import STAGES, Checkpoints, parse_redo, progress_key  # noqa: E402
 from training.common import REPO, Dist, RunLog, git_commit, invocation_command, per_level  # noqa: E402
-from training.classifiers import (HELDOUT_SEED, classifier_stage, critic_stages, fit_unknown_flag,  # noqa: E402
-                                  out_of_set_classes, unknown_detector_stage)
+from training.classifiers import (HELDOUT_SEED, calibration_threshold, classifier_stage, critic_stages,  # noqa: E402
+                                  detector_classifier, fit_unknown_flag, out_of_set_classes, unknown_detector_stage)
 from training.data import SPLIT_SEEDS, DataConfig, generate, impair, preset_data, preset_impairments  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
 from training.exemplar_bank import detector_accepts, exemplar_stage  # noqa: E402
@@ -333,16 +333,20 @@ def main(argv=None) -> int:
         # the exemplar bank of the shipped stage (decoder side: real frames of the class at its levels), first:
         # the unknown flag's threshold is set on reconstructions as the shipped codec decodes them. Its frames
         # are ones the run's detector takes for their class (a flagged bank frame is flagged wherever it is output).
-        accept = None if detector is None else detector_accepts(
-            detector, classes, data.get("val_clean", data["val"])[0], cfg.get("unknown_false_flag_rate", 0.01))
+        rate = cfg.get("unknown_false_flag_rate", 0.01)
+        accept = originals = None
+        if detector is not None:  # the detector's threshold on the clean validation originals, computed once
+            wrapped = detector_classifier(detector, classes)
+            originals = calibration_threshold(wrapped, data.get("val_clean", data["val"])[0], rate)
+            accept = detector_accepts(wrapped, originals)
         bank, seconds = exemplar_stage(cfg, data, models[shipped], len(classes), log, accept=accept)
         if bank is not None:
             ckpt.progress["durations_s"]["exemplars"] = round(seconds, 1)
             ckpt.progress_file.write_text(json.dumps(ckpt.progress, indent=1))  # for a later --write-provenance
             provenance = run_provenance(command, commit, args, ctx, cfg, data_config, ckpt)
         project = fit_unknown_flag(Classifier(classifier, {"classes": list(classes)}), data, log, detector,
-                                   out_of_set_classes(cfg), cfg.get("unknown_false_flag_rate", 0.01),
-                                   codec=models[shipped], exemplars=bank)
+                                   out_of_set_classes(cfg), rate, codec=models[shipped], exemplars=bank,
+                                   originals_threshold=originals)
         classifier = project
         for stage in stages_run:
             write_model(run_dir, models[stage], classifier, {"provenance": {**provenance, "stage": stage}},
