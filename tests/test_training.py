@@ -88,6 +88,11 @@ def test_smoke_run_produces_loadable_model(smoke_run):
     assert list(per_set) == ["originals"] + [f"level {level}" for level in range(5)]
     assert info["threshold"] == max(per_set.values()) == clf.unknown_threshold
     assert "and of their reconstructions at each level" in log
+    # each of its epochs logs its share of out-of-set validation frames flagged; the other networks' epochs do not
+    detector_rows = [r for r in rows if r.get("network") == "unknown_detector"]
+    assert [r["epoch"] for r in detector_rows] == [1, 2] and all(0 <= r["out_of_set_val_flagged"] <= 1 for r in detector_rows)
+    assert "unknown_detector epoch 2/2" in log and "out-of-set val frames flagged" in log
+    assert not any("out_of_set_val_flagged" in r for r in rows if r.get("network") != "unknown_detector")
     val = generate("val", 8, DataConfig(), cache_dir=ROOT / ".cache" / "test-data", progress=False)[0]
     n_above = int(np.ceil(0.01 * len(val)))  # the quantile's frames: at most one in 48
     for level in range(5):
@@ -364,6 +369,16 @@ def test_run_log_writes_metrics_as_csv_beside_the_jsonl(tmp_path):
     assert [r["stage"] for r in rows] == ["classifier", "hae"] and len(jsonl) == 2
     assert rows[0]["val_accuracy"] == "0.25" and rows[0]["level"] == "" and rows[1]["train_loss"] == "0.125"
     assert list(rows[0]) == ["time_s", "stage", "epoch", "loss", "val_accuracy", "level", "train_loss"]
+
+
+def test_out_of_set_flagged_is_the_share_above_the_known_frames_quantile():
+    from training.stages import out_of_set_flagged
+    # 100 known frames with unknown scores 0.00 .. 0.99; at 1 % the threshold is their 0.99 quantile (0.9801)
+    known = np.stack([1 - np.arange(100) / 100, np.arange(100) / 100], 1)
+    outliers = np.array([[0.6, 0.4], [0.01, 0.99], [0.0, 1.0], [0.02, 0.98]])
+    prob, y = np.concatenate([known, outliers]), np.array([0] * 100 + [1] * 4)
+    assert out_of_set_flagged(prob, y, 0.01) == 0.5 and out_of_set_flagged(prob, y, 0.5) == 0.75
+    assert np.isnan(out_of_set_flagged(known, np.zeros(100, int), 0.01))
 
 
 def test_summary_says_toy_run_when_originals_are_at_chance():

@@ -229,7 +229,8 @@ def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpo
             idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
             train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
             log.note(f"{name}: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
-        train_classifier(net, train_data, cfg, ctx, log, seed)
+        train_classifier(net, train_data, cfg, ctx, log, seed, name=name,
+                         unknown_rate=cfg.get("unknown_false_flag_rate", 0.01) if name == "unknown_detector" else None)
         acc = accuracy(net, *data["val"], ctx.device)
         if ctx.main:
             ckpt.save(name, None, net, time.time() - t, {"val_accuracy": acc})

@@ -93,20 +93,48 @@ def fit_classifier(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int,
     return net
 
 
-def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int):
+def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int, name: str = "classifier",
+                     unknown_rate: float | None = None):
     """A ModRec classifier on the preset's training view of original frames, with the validation
-    accuracy logged after every epoch."""
+    accuracy logged after every epoch. `unknown_rate`: the net's last output is "none of the known classes"
+    (the unknown detector, whose validation labels have it): each epoch also logs the share of out-of-set
+    validation frames whose unknown score is above the score that `unknown_rate` of the known validation frames
+    exceed (a diagnostic of the epoch; the shipped threshold is set afterwards, by fit_unknown_flag)."""
     xv, yv = data["val"]
     epochs = cfg["classifier_epochs"]
 
     def after_epoch(epoch, loss):
-        val_acc = accuracy(net, xv, yv, ctx.device)
         train_loss = ctx.all_reduce_mean(loss)
-        log.metrics(stage="classifier", epoch=epoch + 1, loss=train_loss, val_accuracy=val_acc)
-        log.note(f"classifier epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, val accuracy {val_acc:.4f}")
+        if unknown_rate is None:
+            val_acc, extra = accuracy(net, xv, yv, ctx.device), {}
+        else:
+            prob = probabilities(net, xv, ctx.device)
+            val_acc = float((prob.argmax(-1) == yv).mean())
+            extra = {"out_of_set_val_flagged": out_of_set_flagged(prob, yv, unknown_rate)}
+        log.metrics(stage="classifier", network=name, epoch=epoch + 1, loss=train_loss, val_accuracy=val_acc, **extra)
+        log.note(f"{name} epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, val accuracy {val_acc:.4f}" +
+                 "".join(f", out-of-set val frames flagged {v:.4f} (at the score {100 * unknown_rate:g} % of the "
+                         f"known ones exceed)" for v in extra.values()))
 
     return fit_classifier(net, *data["train"], epochs=epochs, batch=cfg["classifier_batch"], lr=cfg["classifier_lr"],
                           seed=seed, ctx=ctx, view=lambda iq, gen: augment_view(iq, gen, cfg), after_epoch=after_epoch)
+
+
+def probabilities(net: nn.Module, x: np.ndarray, device, batch: int = INFERENCE_BATCH) -> np.ndarray:
+    """(N, classes) softmax outputs of `net` on frames `x`."""
+    net.eval()
+    with torch.inference_mode():
+        return np.concatenate([net(to_iq(x[i:i + batch], device)).softmax(-1).cpu().numpy()
+                               for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0), np.float32)
+
+
+def out_of_set_flagged(prob: np.ndarray, y: np.ndarray, rate: float) -> float:
+    """Share of the frames labelled "none of them" (the last output) whose score (that output's probability) is
+    above the score `rate` of the other frames exceed."""
+    score, unknown = prob[:, -1], y == prob.shape[1] - 1
+    if not unknown.any() or unknown.all():
+        return float("nan")
+    return float((score[unknown] > np.quantile(score[~unknown], 1 - rate)).mean())
 
 
 # -- codec v2: a direct decoder per level, trained end to end on I/Q ----------------------------

@@ -46,8 +46,8 @@ def parse_args(argv=None):
                "stage ends with a checkpoint in RUN_DIR/checkpoint; --resume skips what is done. The shippable "
                "model (codec + classifier + PROVENANCE.md) is written to RUN_DIR/model.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="smoke: <2 min CPU (tests, CI); default: the shipped model, <=90 min on 2 CPU cores; "
-                        "paper: the papers' sizes and 100 epochs per level (GPU)")
+                   help="smoke: <2 min CPU (tests, CI); default: the shipped model, about 57 min on 2 idle "
+                        "CPU cores (budget 60); paper: the papers' sizes and 100 epochs per level (GPU)")
     p.add_argument("--run-dir", type=Path, default=None, help="output directory (default runs/<preset>)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of initialisation and batch order (default 0; with --resume: the run's own seed, and "
