@@ -372,7 +372,7 @@ def test_run_log_writes_metrics_as_csv_beside_the_jsonl(tmp_path):
 
 
 def test_out_of_set_flagged_is_the_share_above_the_known_frames_quantile():
-    from training.stages import out_of_set_flagged
+    from training.classifier_loop import out_of_set_flagged
     # 100 known frames with unknown scores 0.00 .. 0.99; at 1 % the threshold is their 0.99 quantile (0.9801)
     known = np.stack([1 - np.arange(100) / 100, np.arange(100) / 100], 1)
     outliers = np.array([[0.6, 0.4], [0.01, 0.99], [0.0, 1.0], [0.02, 0.98]])

@@ -20,7 +20,7 @@ from training.common import Dist, RunLog
 from training.coreset.experiment import CoresetError, read_coreset
 from training.data import (OUT_OF_SET_TRAIN, DataConfig, carrier_frames, generate, impair, noise_frames,
                            preset_impairments)
-from training.stages import accuracy, train_classifier
+from training.classifier_loop import accuracy, train_classifier
 
 HELDOUT_SEED = 7919  # the held-out classifier trains with the run's seed plus this
 

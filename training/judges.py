@@ -50,7 +50,7 @@ def judge_path(cache_dir: Path, preset: str, seed: int, cfg: dict) -> Path:
 def train_judge(cfg: dict, seed: int, data: dict, log: RunLog, n_classes: int) -> tuple[torch.nn.Module, float]:
     """One judge: the held-out classifier's network and training loop with another seed; returns it and
     its validation accuracy."""
-    from training.stages import accuracy, train_classifier
+    from training.classifier_loop import accuracy, train_classifier
     torch.manual_seed(seed)
     net = build_network(ClassifierConfig(num_classes=n_classes, **cfg["heldout_classifier"]))
     t = time.time()

@@ -149,7 +149,7 @@ def parse_args(argv=None):
     r.add_argument("--lr", type=float, default=3e-3)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--trajectory-source", choices=("batch", "eval"), default="batch")
-    r.add_argument("--no-augment", action="store_true", help="no AWGN augmentation (stages.augment)")
+    r.add_argument("--no-augment", action="store_true", help="no AWGN augmentation (classifier_loop.augment)")
     _common(r)
 
     s = sub.add_parser("select", help="write coresets of a recorded run")

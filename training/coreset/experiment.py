@@ -2,7 +2,7 @@
 """The coreset experiment's steps on a run directory: the (clean or noisy) 6Mod data, recording a
 full-data run's trajectories, writing coresets, training and testing a classifier on one.
 
-Classifiers train with the project's one loop (training.stages.fit_classifier); this module adds the
+Classifiers train with the project's one loop (training.classifier_loop.fit_classifier); this module adds the
 coreset protocol (every frame once per epoch, `min_steps`) and the trajectory hooks."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from training.coreset.scores import DEFAULT_WEIGHTS, all_scores, default_el2n_ep
 from training.coreset.trajectories import TRAJECTORY_FILE, TrajectoryRecorder, load_trajectories
 from training.data import CLASSES, DataConfig, add_awgn, generate
 from training.presets import PRESETS
-from training.stages import augment, fit_classifier
+from training.classifier_loop import augment, fit_classifier
 
 
 class CoresetError(Exception):
