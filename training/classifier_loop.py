@@ -36,13 +36,21 @@ def augment_view(iq: torch.Tensor, gen: torch.Generator, cfg: dict) -> torch.Ten
     return iq if max_offset is None else random_rotation([iq], gen, max_offset)[0]
 
 
-def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = INFERENCE_BATCH) -> float:
+def outputs(net: nn.Module, x: np.ndarray, device, batch: int = INFERENCE_BATCH) -> np.ndarray:
+    """(N, outputs) logits of `net` on frames `x`, in eval mode, `batch` frames at a time."""
     net.eval()
-    correct = 0
     with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            correct += int((net(to_iq(x[i:i + batch], device)).argmax(-1).cpu().numpy() == y[i:i + batch]).sum())
-    return correct / max(1, len(x))
+        out = [net(to_iq(x[i:i + batch], device)).float().cpu().numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = INFERENCE_BATCH) -> float:
+    return share_right(outputs(net, x, device, batch), y)
+
+
+def share_right(logits: np.ndarray, y: np.ndarray) -> float:
+    """The share of frames whose largest output is their label (0 for no frames)."""
+    return float((logits.argmax(-1) == y).mean()) if len(logits) else 0.0
 
 
 def fit_classifier(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int, lr: float, seed: int,
@@ -98,12 +106,10 @@ def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunL
 
     def after_epoch(epoch, loss):
         train_loss = ctx.all_reduce_mean(loss)
-        if unknown_rate is None:
-            val_acc, extra = accuracy(net, xv, yv, ctx.device), {}
-        else:
-            prob = probabilities(net, xv, ctx.device)
-            val_acc = float((prob.argmax(-1) == yv).mean())
-            extra = {"out_of_set_val_flagged": out_of_set_flagged(prob, yv, unknown_rate)}
+        logits = outputs(net, xv, ctx.device)
+        val_acc = share_right(logits, yv)
+        extra = {} if unknown_rate is None else {
+            "out_of_set_val_flagged": out_of_set_flagged(torch.from_numpy(logits).softmax(-1).numpy(), yv, unknown_rate)}
         log.metrics(stage="classifier", network=name, epoch=epoch + 1, loss=train_loss, val_accuracy=val_acc, **extra)
         log.note(f"{name} epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, val accuracy {val_acc:.4f}" +
                  "".join(f", out-of-set val frames flagged {v:.4f} (at the score {100 * unknown_rate:g} % of the "
@@ -111,14 +117,6 @@ def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunL
 
     return fit_classifier(net, *data["train"], epochs=epochs, batch=cfg["classifier_batch"], lr=cfg["classifier_lr"],
                           seed=seed, ctx=ctx, view=lambda iq, gen: augment_view(iq, gen, cfg), after_epoch=after_epoch)
-
-
-def probabilities(net: nn.Module, x: np.ndarray, device, batch: int = INFERENCE_BATCH) -> np.ndarray:
-    """(N, classes) softmax outputs of `net` on frames `x`."""
-    net.eval()
-    with torch.inference_mode():
-        return np.concatenate([net(to_iq(x[i:i + batch], device)).softmax(-1).cpu().numpy()
-                               for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0), np.float32)
 
 
 def out_of_set_flagged(prob: np.ndarray, y: np.ndarray, rate: float) -> float:

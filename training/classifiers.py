@@ -152,7 +152,8 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
                  "val": (np.concatenate([x_val, xv]), np.concatenate([y_val, np.full(len(xv), n_classes)]))}
         classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
                                                    "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"])},
-                         mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729)
+                         mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729,
+                         unknown_rate=cfg.get("unknown_false_flag_rate", 0.01))
     else:
         classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
     return net
@@ -215,9 +216,10 @@ def calibration_threshold(detector: Classifier, frames: np.ndarray, false_flag_r
 
 
 def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                     seed: int):
+                     seed: int, unknown_rate: float | None = None):
     """Train (or load from the run's checkpoint) one ModRec classifier on original frames; leaves it
-    frozen in eval mode."""
+    frozen in eval mode. `unknown_rate`: its last output is "none of them" (the unknown detector;
+    training.classifier_loop.train_classifier)."""
     if ckpt.done(name) and (args.resume or not want(name)):
         ckpt.load(name, net)
         log.note(f"{name}: loaded from checkpoint")
@@ -229,8 +231,7 @@ def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpo
             idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
             train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
             log.note(f"{name}: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
-        train_classifier(net, train_data, cfg, ctx, log, seed, name=name,
-                         unknown_rate=cfg.get("unknown_false_flag_rate", 0.01) if name == "unknown_detector" else None)
+        train_classifier(net, train_data, cfg, ctx, log, seed, name=name, unknown_rate=unknown_rate)
         acc = accuracy(net, *data["val"], ctx.device)
         if ctx.main:
             ckpt.save(name, None, net, time.time() - t, {"val_accuracy": acc})
