@@ -171,6 +171,10 @@ def budgets(costs, best, gemm_1thread, clf_macs, args, detector_macs=0):
         has = costs[level]["encode_total_macs"] + costs[level]["decode_total_macs"] + clf_macs
         print(f"{'chain':>8} {level:>5} {1.0:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f} {has / budget:>6.1f}x"
               f"  (2 cores)")
+        if detector_macs:  # the chain with the sink on classes_from="detector"
+            has += detector_macs - clf_macs
+            print(f"{'chain det':>8} {level:>5} {1.0:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f}"
+                  f" {has / budget:>6.1f}x  (2 cores)")
 
 
 def flowgraph_figures(codec, args):
@@ -216,9 +220,10 @@ def flowgraph_figures(codec, args):
               f"alone), frames_per_pdu 16, 1 thread per "
               f"block, median of {args.flow_repeats}); GNU Radio C++ copy block measured beside each row; '2thr': "
               f"the block alone with num_threads=2 (two workers: a sensor or a cloud host whose only heavy block it is); "
-              f"'modrec': classifier and unknown detector, 'mod det': classes_from='detector' (the detector alone) on 1 and 2 threads")
+              f"'modrec': classifier and unknown detector, 'mod det': classes_from='detector' (the detector alone) on 1 and 2 threads; "
+              f"'chain det': the chain with the sink on classes_from='detector'")
         print(f"{'runtime':>11} {'level':>5} {'copy':>7} {'GEMM GF/s':>9} {'encoder':>8} {'enc 2thr':>8} {'decoder':>8}"
-              f" {'dec 2thr':>8} {'modrec':>8} {'mod 2thr':>8} {'mod det':>8} {'det 2thr':>8} {'chain':>8}")
+              f" {'dec 2thr':>8} {'modrec':>8} {'mod 2thr':>8} {'mod det':>8} {'det 2thr':>8} {'chain':>8} {'chain det':>9}")
         for runtime in args.runtimes:
             for level in args.levels:
                 try:
@@ -230,7 +235,7 @@ def flowgraph_figures(codec, args):
                     blobs = [codec.compress(frames[i:i + 16], level, sequence=i // 16) for i in range(0, n, 16)]
                     dec = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime))
                     dec2 = med(lambda: flowgraphs.decoder_benchmark(model, blobs, runtime=runtime, num_threads=2))
-                    mod = mod2 = mod_det = mod_det2 = chain = float("nan")
+                    mod = mod2 = mod_det = mod_det2 = chain = chain_det = float("nan")
                     if have_classifier:
                         mod = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime))
                         mod2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime, num_threads=2))
@@ -240,11 +245,14 @@ def flowgraph_figures(codec, args):
                             mod_det2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime,
                                                                                num_threads=2, classes_from="detector"))
                         chain = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime))
+                        if classifier.detector is not None:
+                            chain_det = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime,
+                                                                               classes_from="detector"))
                 except ValueError as exc:
                     print(f"{runtime:>11} skipped: {exc}")
                     break
                 print(f"{runtime:>11} {level:>5} {copy:>7.1f} {gemm:>9.1f} {enc:>8.3f} {enc2:>8.3f} {dec:>8.3f} {dec2:>8.3f} {mod:>8.3f} {mod2:>8.3f} {mod_det:>8.3f} {mod_det2:>8.3f}"
-                      f" {chain:>8.3f}", flush=True)
+                      f" {chain:>8.3f} {chain_det:>9.3f}", flush=True)
         if have_classifier and args.runtimes:
             # the sink fed by a block with GNU Radio's default output buffer: 2-4 frames per call
             small = {(cf, th): med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=args.runtimes[0],

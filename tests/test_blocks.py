@@ -425,6 +425,14 @@ def test_modrec_sink_flags_frames_its_unknown_detector_scores_above_the_threshol
         sink.set_classes_from("both")
     with pytest.raises(ValueError, match="classes_from"):
         clf.classify(x, classes_from="both")
+
+    # the whole chain with the sink on the detector (the bench's 'chain det' column)
+    tb = flowgraphs.loopback(model, 0, x, frames_per_pdu=2, collect=True, keep_samples=True, classes_from="detector")
+    tb.run()
+    reconstructed = np.array(tb.samples.data()).reshape(-1, L)
+    assert tb.modrec.classes_from == "detector" and len(reconstructed) == len(x)
+    chained = flowgraphs.classifications_from(tb.classified)
+    assert [m["class_index"] for m in chained] == clf.classify(reconstructed, classes_from="detector")["prediction"].tolist()
     shutil.rmtree(model)
 
 

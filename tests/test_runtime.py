@@ -282,5 +282,5 @@ def test_the_bench_runs_end_to_end_and_prints_every_table(tiny_model_dir):
                           cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for heading in ("MACs per frame", "codec throughput", "best batch per level", "MAC budget per frame",
-                    "wire bytes per frame", "flowgraph throughput", "enc 2thr", "default output buffer"):
+                    "wire bytes per frame", "flowgraph throughput", "enc 2thr", "chain det", "default output buffer"):
         assert heading in proc.stdout, heading

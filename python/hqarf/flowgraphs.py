@@ -146,11 +146,11 @@ class Loopback(gr.top_block):
     """frames -> encoder -> decoder -> modrec_sink; `pdus` and `classified` are message_debugs
     storing the PDUs and the classification messages when built with collect=True, `samples` a
     vector sink of the reconstruction with keep_samples=True. The classifier comes from `model`
-    unless `classifier_model` names another directory."""
+    unless `classifier_model` names another directory; `classes_from` is the sink's (modrec_sink)."""
 
     def __init__(self, model, level, source_frames, labels=None, frames_per_pdu=16, true_label=-1,
                  device="cpu", num_threads=1, max_queue=None, collect=False, keep_samples=False,
-                 classifier_model=None, runtime="torch"):
+                 classifier_model=None, runtime="torch", classes_from="classifier"):
         gr.top_block.__init__(self, "hqarf loopback")
         frames = np.asarray(source_frames, dtype=np.complex64)
         if max_queue is None:  # an unthrottled source outruns the decoder: queue every PDU
@@ -163,7 +163,7 @@ class Loopback(gr.top_block):
                                runtime=runtime, max_queued_frames=max(DEFAULT_MAX_QUEUED_FRAMES, len(frames)))
         self.modrec = modrec_sink(model=model if classifier_model is None else classifier_model,
                                   true_label=true_label, device=device, num_threads=num_threads,
-                                  runtime=runtime)
+                                  runtime=runtime, classes_from=classes_from)
         self.connect(self.source, self.encoder)
         self.msg_connect(self.encoder, "pdus", self.decoder, "pdus")
         self.connect(self.decoder, self.modrec)
@@ -389,9 +389,11 @@ def modrec_benchmark(model, frames, device="cpu", num_threads=1, runtime="torch"
     return {"frames": block.frames(), "seconds": seconds, "msps": frames.size / seconds / 1e6}
 
 
-def chain_benchmark(model, level, frames, device="cpu", num_threads=1, runtime="torch") -> dict:
+def chain_benchmark(model, level, frames, device="cpu", num_threads=1, runtime="torch",
+                    classes_from="classifier") -> dict:
     """Time vector source -> encoder -> decoder -> modrec_sink (Loopback) over `frames`."""
-    loop = loopback(model, level, frames, device=device, num_threads=num_threads, runtime=runtime)
+    loop = loopback(model, level, frames, device=device, num_threads=num_threads, runtime=runtime,
+                    classes_from=classes_from)
     warm_up(loop.encoder.codec, level)
     warm_up(loop.decoder.codec, level)
     warm_up(classifier=loop.modrec.classifier)
