@@ -168,12 +168,12 @@ def budgets(costs, best, gemm_1thread, clf_macs, args, detector_macs=0):
     for level in range(len(costs)):
         # the chain on 2 cores: encoder, decoder and classifier share two cores' GEMM rate
         budget = SHARE * 2 * gemm_1thread * 1e9 / 2 / (1.0e6 / L)
-        has = costs[level]["encode_total_macs"] + costs[level]["decode_total_macs"] + clf_macs
-        print(f"{'chain':>8} {level:>5} {1.0:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f} {has / budget:>6.1f}x"
-              f"  (2 cores)")
-        if detector_macs:  # the chain with the sink on classes_from="detector"
-            has += detector_macs - clf_macs
-            print(f"{'chain det':>8} {level:>5} {1.0:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f}"
+        codec_macs = costs[level]["encode_total_macs"] + costs[level]["decode_total_macs"]
+        # the sink as shipped, and on classes_from="detector" (the detector alone) where the model has one
+        sinks = [("chain", clf_macs)] + ([("chain det", detector_macs)] if detector_macs else [])
+        for row, sink_macs in sinks:
+            has = codec_macs + sink_macs
+            print(f"{row:>8} {level:>5} {1.0:>11.1f} {budget / 1e6:>11.2f} {has / 1e6:>8.2f}"
                   f" {has / budget:>6.1f}x  (2 cores)")
 
 
@@ -239,13 +239,12 @@ def flowgraph_figures(codec, args):
                     if have_classifier:
                         mod = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime))
                         mod2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime, num_threads=2))
+                        chain = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime))
                         if classifier.detector is not None:
                             mod_det = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime,
                                                                               classes_from="detector"))
                             mod_det2 = med(lambda: flowgraphs.modrec_benchmark(model, frames, runtime=runtime,
                                                                                num_threads=2, classes_from="detector"))
-                        chain = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime))
-                        if classifier.detector is not None:
                             chain_det = med(lambda: flowgraphs.chain_benchmark(model, level, frames, runtime=runtime,
                                                                                classes_from="detector"))
                 except ValueError as exc:
