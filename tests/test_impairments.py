@@ -319,6 +319,25 @@ def test_symbol_features_tell_16psk_from_32psk_and_see_apsk_rings():
     assert hist[:SYMBOL_BINS // 2].sum() > 0.1 and hist[SYMBOL_BINS // 2:].sum() > 0.5
 
 
+def test_a_frames_symbol_features_do_not_depend_on_its_batch():
+    """symbol_features works out as many symbol instants as the batch's fastest symbol rate needs: a slow
+    frame's statistics are the same alone and beside a fast one (whose instants run further), and the fast
+    one's the same beside the slow one."""
+    rng = np.random.default_rng(12)
+    slow = _shaped(np.exp(2j * np.pi * rng.integers(0, 16, 600) / 16), 4.4)
+    fast = _shaped(np.exp(2j * np.pi * rng.integers(0, 8, 600) / 8), 2.1)
+    together = _symbol_stats_batch(np.stack([slow, fast]))
+    assert together[0, 1] == pytest.approx(1 / 4.4, rel=0.01) and together[1, 1] == pytest.approx(1 / 2.1, rel=0.01)
+    np.testing.assert_allclose(together[0], _symbol_stats(slow), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(together[1], _symbol_stats(fast), rtol=1e-5, atol=1e-6)
+
+
+def _symbol_stats_batch(x):
+    from gnuradio.hqarf.frames import to_iq
+    from gnuradio.hqarf.signal_features import symbol_features
+    return symbol_features(to_iq(np.asarray(x), "cpu")).numpy()
+
+
 def test_symbol_features_are_finite_on_silence_and_on_a_pure_carrier():
     """A constant envelope (silence, an exact carrier) has no symbol-rate line: its height is 1 (feature 0),
     not log 0, so the detector reading these statistics gives a score, not NaN."""

@@ -188,8 +188,10 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     arg = -2 * torch.pi * rate[:, None] * torch.arange(n, dtype=real, device=iq.device)[None]
     line_phase = torch.atan2((env * torch.sin(arg)).sum(-1), (env * torch.cos(arg)).sum(-1))
     start = torch.remainder(-line_phase / (2 * torch.pi), 1.0)              # in symbols, (B,)
-    # symbol instants t = (start + phase + m) / rate for m while t stays inside the frame
-    most = int(n * 0.5) + 2
+    # symbol instants t = (start + phase + m) / rate for m while t stays inside the frame: t < n - 2 with start < 1
+    # and phase >= -1/8 needs m < (n - 2) rate + 1/8, so the batch's fastest rate sets how many (at most n / 2 + 2;
+    # the instants past a frame's end are left out of every sum below, so a frame's statistics do not depend on it)
+    most = min(int(n * 0.5) + 2, int(torch.ceil((n - 2) * rate.max() + 0.125)) + 2)
     m = torch.arange(most, dtype=real, device=iq.device) - 1
     phases = torch.tensor(SYMBOL_PHASES, dtype=real, device=iq.device)
     t = (start[:, None, None] + phases[None, :, None] + m[None, None, :]) * period[:, None, None]  # (B, P, most)
@@ -198,10 +200,10 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     i0 = pos.floor()
     frac = (pos - i0).to(real).repeat(1, 2, 1)
     i0 = i0.long().reshape(b, 1, -1).expand(b, 2, -1)
-    # gathered as complex numbers (2x faster than their real view), interpolated on the real and imaginary parts
-    # (a complex times a real tensor would promote the real one)
-    left, right = (torch.view_as_real(y.gather(2, i)).reshape(*frac.shape, 2) for i in (i0, i0 + 1))
-    s = torch.view_as_complex(torch.lerp(left, right, frac[..., None]))
+    # gathered and interpolated as complex numbers (5x faster than a lerp over their real view, whose last axis of 2
+    # the weights broadcast over)
+    left, right = (y.gather(2, i).view(frac.shape) for i in (i0, i0 + 1))
+    s = left + (right - left) * frac
     count = valid.sum(-1).clamp_min(2)                                       # (B, 2 P)
     mag = _magnitude(s)
     rms = (mag.pow(2) * valid).sum(-1).div(count).sqrt().clamp_min(1e-12)
