@@ -534,6 +534,60 @@ def test_init_from_a_model_retrains_only_what_is_redone(smoke_run, tmp_path):
     assert proc.returncode != 0 and "already holds" in proc.stderr + proc.stdout
 
 
+def test_a_distilled_network_follows_its_teacher_where_the_labels_say_otherwise():
+    """fit_classifier with a teacher (knowledge distillation): on frames all labelled class 0, whose teacher puts
+    them in class 2, the loss of the teacher alone (alpha 1) teaches class 2 and the labels alone (alpha 0)
+    class 0; the teacher's weights do not change."""
+    import torch
+    from training.classifier_loop import fit_classifier, outputs
+    from training.common import Dist
+    from gnuradio.hqarf.classifier import ClassifierConfig, ModRecNet
+    config = ClassifierConfig(num_classes=3, stem_width=4, widths=(4,), blocks=(1,))
+    torch.manual_seed(0)
+    teacher = ModRecNet(config).eval()
+    with torch.no_grad():
+        teacher.head.bias.copy_(torch.tensor([0.0, 0.0, 8.0]))
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    rng = np.random.default_rng(4)
+    x = ((rng.standard_normal((32, 1024)) + 1j * rng.standard_normal((32, 1024))) * 0.3).astype(np.complex64)
+    y = np.zeros(32, np.int64)
+    chosen = {}
+    for alpha in (0.0, 1.0):
+        torch.manual_seed(1)
+        net = ModRecNet(config)
+        fit_classifier(net, x, y, epochs=3, batch=8, lr=1e-2, seed=0, ctx=Dist("cpu"), progress=False,
+                       teacher=teacher, distill={"alpha": alpha, "temperature": 2.0})
+        chosen[alpha] = np.bincount(outputs(net, x, "cpu").argmax(-1), minlength=3)
+    assert chosen[0.0][0] == 32 and chosen[1.0][2] == 32, chosen
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_redo_detector_distils_a_detector_from_a_models_own(smoke_run, tmp_path):
+    """train.py --init-from MODEL --redo-detector --detector-teacher MODEL trains the unknown detector again, with
+    the model's detector as its teacher (its directory and fingerprint in the log and the provenance), and leaves
+    the codec's weights as they were; --redo-detector without a run to continue is refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    run_dir = tmp_path / "distilled"
+    teacher = smoke_run / "model"
+    proc = run_train("--preset", "smoke", "--run-dir", str(run_dir), "--init-from", str(teacher), "--redo-detector",
+                     "--detector-teacher", str(teacher), "--no-evaluate", "--threads", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    fingerprint = json.loads((teacher / "unknown_detector.json").read_text())["fingerprint"]
+    assert "--redo-detector: dropped the unknown detector" in log
+    assert f"distilled from the detector of {teacher} (fingerprint {fingerprint})" in log
+    assert "unknown_detector epoch 2/2" in log and "classifier: loaded from checkpoint" in log
+    manifest = json.loads((run_dir / "model" / "unknown_detector.json").read_text())
+    assert manifest["provenance"]["training"]["detector_teacher_fingerprint"] == fingerprint
+    assert manifest["fingerprint"] != fingerprint  # trained again
+    old, new = load_file(str(teacher / "codec.safetensors")), load_file(str(run_dir / "model" / "codec.safetensors"))
+    assert sorted(old) == sorted(new) and all(torch.equal(old[k], new[k]) for k in old)
+    proc = run_train("--preset", "smoke", "--run-dir", str(tmp_path / "fresh"), "--redo-detector")
+    assert proc.returncode != 0 and "--redo-detector needs --resume or --init-from" in proc.stderr + proc.stdout
+
+
 def test_task_term_reads_the_classifier_posteriors_of_the_originals_computed_once():
     """The classifier's view of the original frames is the same in every step of every chain stage
     (frozen classifier, fixed training frames): train_log_posterior computes it once per run, and the

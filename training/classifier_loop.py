@@ -54,9 +54,15 @@ def share_right(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_classifier(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int, lr: float, seed: int,
-                   ctx: Dist, view=augment, order=None, after_step=None, after_epoch=None, progress: bool = True):
+                   ctx: Dist, view=augment, order=None, after_step=None, after_epoch=None, progress: bool = True,
+                   teacher: nn.Module | None = None, distill: dict | None = None):
     """The one classifier training loop: AdamW (weight decay 1e-4), a one-cycle learning rate peaking at
     `lr`, cross-entropy with label smoothing 0.05, on `view(iq, generator)` of each batch.
+
+    With a `teacher` (a trained network with the same outputs, frozen), knowledge distillation: the loss is
+    (1 - alpha) times that cross-entropy plus alpha T^2 times the KL divergence of the net's outputs at
+    temperature T from the teacher's on the same view of the batch (`distill`: {"alpha", "temperature"}), so
+    the net learns where the teacher puts frames of no class it was trained on, not only the labels.
 
     `order(epoch)` gives the epoch's batches of indices (default: this rank's `batches`, so DDP ranks
     stay in step); `after_step(epoch, idx, logits)` runs after each optimiser step with the logits that
@@ -71,6 +77,9 @@ def fit_classifier(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int,
                                                 pct_start=0.15)
     gen = torch.Generator().manual_seed(seed + ctx.rank)
     y_t = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    if teacher is not None:
+        teacher.to(ctx.device).eval()
+        alpha, temperature = float(distill["alpha"]), float(distill["temperature"])
     for epoch in range(epochs):
         wrapped.train()
         total, count = 0.0, 0
@@ -80,6 +89,12 @@ def fit_classifier(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int,
             iq = view(to_iq(x[idx], ctx.device), gen)
             logits = wrapped(iq)
             loss = F.cross_entropy(logits, y_t[idx].to(ctx.device), label_smoothing=0.05)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = F.log_softmax(teacher(iq) / temperature, -1)
+                follow = F.kl_div(F.log_softmax(logits / temperature, -1), target, log_target=True,
+                                  reduction="batchmean") * temperature ** 2
+                loss = (1 - alpha) * loss + alpha * follow
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -95,12 +110,13 @@ def fit_classifier(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int,
 
 
 def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunLog, seed: int, name: str = "classifier",
-                     unknown_rate: float | None = None):
+                     unknown_rate: float | None = None, teacher: nn.Module | None = None):
     """A ModRec classifier on the preset's training view of original frames, with the validation
     accuracy logged after every epoch. `unknown_rate`: the net's last output is "none of the known classes"
     (the unknown detector, whose validation labels have it): each epoch also logs the share of out-of-set
     validation frames whose unknown score is above the score that `unknown_rate` of the known validation frames
-    exceed (a diagnostic of the epoch; the shipped threshold is set afterwards, by fit_unknown_flag)."""
+    exceed (a diagnostic of the epoch; the shipped threshold is set afterwards, by fit_unknown_flag). `teacher`:
+    distilled from it as fit_classifier says, with the preset's ``distill`` entry."""
     xv, yv = data["val"]
     epochs = cfg["classifier_epochs"]
 
@@ -116,7 +132,8 @@ def train_classifier(net: nn.Module, data: dict, cfg: dict, ctx: Dist, log: RunL
                          f"known ones exceed)" for v in extra.values()))
 
     return fit_classifier(net, *data["train"], epochs=epochs, batch=cfg["classifier_batch"], lr=cfg["classifier_lr"],
-                          seed=seed, ctx=ctx, view=lambda iq, gen: augment_view(iq, gen, cfg), after_epoch=after_epoch)
+                          seed=seed, ctx=ctx, view=lambda iq, gen: augment_view(iq, gen, cfg), after_epoch=after_epoch,
+                          teacher=teacher, distill=cfg.get("distill"))
 
 
 def out_of_set_flagged(prob: np.ndarray, y: np.ndarray, rate: float) -> float:

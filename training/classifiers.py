@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnuradio.hqarf.classifier import Classifier, ClassifierConfig, ModRecNet, build_network
+from gnuradio.hqarf.classifier import (Classifier, ClassifierConfig, ModRecNet, build_network, folded_copy,
+                                      load_classifier)
 from gnuradio.hqarf.codec import Codec
 from gnuradio.hqarf.costs import count_parameters
 from gnuradio.hqarf.model import HQARF
@@ -104,6 +105,7 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
     net = (detector_from_project(project) if from_project
            else ModRecNet(ClassifierConfig(num_classes=n_classes + 1, **cfg["unknown_detector"])))
     if not (ckpt.done("unknown_detector") and (args.resume or not want("unknown_detector"))) and want("unknown_detector"):
+        teacher = detector_teacher(cfg, n_classes, log)
         t = time.time()
         per_class, kinds = cfg["out_of_set_per_class"], out_of_set_classes(cfg)
         xo, _ = generate("train", per_class, DataConfig(classes=kinds), cache_dir=args.data_cache, progress=ctx.main)
@@ -151,12 +153,36 @@ def unknown_detector_stage(cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx
         mixed = {"train": (np.concatenate([x, xo]), np.concatenate([y, np.full(len(xo), n_classes)])),
                  "val": (np.concatenate([x_val, xv]), np.concatenate([y_val, np.full(len(xv), n_classes)]))}
         classifier_stage(net, "unknown_detector", {**cfg, "classifier_epochs": cfg["unknown_epochs"],
-                                                   "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"])},
+                                                   "classifier_lr": cfg.get("unknown_lr", cfg["classifier_lr"]),
+                                                   "distill": cfg.get("detector_distill", DISTILL)},
                          mixed, args, ckpt, ctx, log, want, seed=args.seed + 104729,
-                         unknown_rate=cfg.get("unknown_false_flag_rate", 0.01))
+                         unknown_rate=cfg.get("unknown_false_flag_rate", 0.01), teacher=teacher)
     else:
         classifier_stage(net, "unknown_detector", cfg, data, args, ckpt, ctx, log, want, seed=args.seed + 104729)
     return net
+
+
+# Knowledge distillation of the unknown detector from a teacher's (train.py --detector-teacher), where the preset
+# sets no detector_distill: half the loss the labels', half the teacher's outputs at temperature 2.
+DISTILL = {"alpha": 0.5, "temperature": 2.0}
+
+
+def detector_teacher(cfg: dict, n_classes: int, log: RunLog) -> ModRecNet | None:
+    """The trained detector that the preset's ``detector_teacher`` model directory holds (its batch norms folded:
+    it only runs forward), or None where the preset names none. Its outputs must be the known classes plus
+    "unknown"; the directory and the detector's fingerprint go into the run's log (and, with the preset's
+    entries, into the model's provenance)."""
+    path = cfg.get("detector_teacher")
+    if not path:
+        return None
+    teacher = load_classifier(path, kind="unknown_detector")
+    if teacher.config.num_classes != n_classes + 1:
+        raise SystemExit(f"--detector-teacher {path}: its detector has {teacher.config.num_classes} outputs, this "
+                         f"run's {n_classes + 1} (the known classes and unknown)")
+    cfg["detector_teacher_fingerprint"] = teacher.manifest.get("fingerprint")
+    log.note(f"unknown detector: distilled from the detector of {path} (fingerprint "
+             f"{cfg['detector_teacher_fingerprint']}), {cfg.get('detector_distill', DISTILL)}")
+    return folded_copy(teacher.net)
 
 
 def out_of_set_classes(cfg: dict) -> tuple:
@@ -216,10 +242,10 @@ def calibration_threshold(detector: Classifier, frames: np.ndarray, false_flag_r
 
 
 def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpoints", ctx: Dist, log: RunLog, want,
-                     seed: int, unknown_rate: float | None = None):
+                     seed: int, unknown_rate: float | None = None, teacher=None):
     """Train (or load from the run's checkpoint) one ModRec classifier on original frames; leaves it
     frozen in eval mode. `unknown_rate`: its last output is "none of them" (the unknown detector;
-    training.classifier_loop.train_classifier)."""
+    training.classifier_loop.train_classifier; `teacher`: distilled from it, as there)."""
     if ckpt.done(name) and (args.resume or not want(name)):
         ckpt.load(name, net)
         log.note(f"{name}: loaded from checkpoint")
@@ -231,7 +257,7 @@ def classifier_stage(net, name: str, cfg: dict, data: dict, args, ckpt: "Checkpo
             idx, cfg["classifier_coreset"] = load_coreset(args.coreset, cfg["data"]["train"], len(data["train"][0]))
             train_data = {**data, "train": (data["train"][0][idx], data["train"][1][idx])}
             log.note(f"{name}: trained on coreset {args.coreset} ({len(idx)} of {len(data['train'][0])} frames)")
-        train_classifier(net, train_data, cfg, ctx, log, seed, name=name, unknown_rate=unknown_rate)
+        train_classifier(net, train_data, cfg, ctx, log, seed, name=name, unknown_rate=unknown_rate, teacher=teacher)
         acc = accuracy(net, *data["val"], ctx.device)
         if ctx.main:
             ckpt.save(name, None, net, time.time() - t, {"val_accuracy": acc})

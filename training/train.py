@@ -84,6 +84,13 @@ def parse_args(argv=None):
                    help="start a new run directory from a shipped model's weights (classifiers, detector, chain, token "
                         "head, direct decoders) as done checkpoints, then continue as --resume would (with "
                         "--redo-from: retrain part of that model)")
+    p.add_argument("--redo-detector", action="store_true",
+                   help="with --resume or --init-from: train the unknown detector again (then its threshold and the "
+                        "exemplar bank, which leaves out the frames it flags)")
+    p.add_argument("--detector-teacher", type=Path, default=None, metavar="MODEL_DIR",
+                   help="train the unknown detector to follow this model directory's detector as well as the labels "
+                        "(knowledge distillation, the preset's detector_distill), e.g. a smaller detector from the "
+                        "shipped one")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
     return p.parse_args(argv)
 
@@ -204,6 +211,13 @@ def start_run(args):
         if not args.resume:
             raise SystemExit("--redo-direct needs --resume (it continues a run directory's checkpoints)")
         log.note(f"--redo-direct: dropped {', '.join(ckpt.redo_direct(lv) for lv in args.redo_direct)}")
+    if args.redo_detector:
+        if not args.resume:
+            raise SystemExit("--redo-detector needs --resume or --init-from (it continues a run directory's checkpoints)")
+        log.note("--redo-detector: " + ("dropped the unknown detector, it trains again" if ckpt.redo_detector()
+                                        else "no unknown detector trained yet"))
+    if args.detector_teacher is not None:
+        cfg["detector_teacher"] = str(args.detector_teacher)
     if (dropped or args.redo_direct) and args.stage == "all" and cfg.get("detector_reconstructions"):
         # The detector learned the reconstructions of the decoders just dropped: it trains again after them
         # (a --redo-from that dropped nothing keeps it).
