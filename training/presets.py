@@ -81,6 +81,15 @@ PRESETS = {
         # ... and 1000 training frames per level as the codec reconstructs them, under their own classes
         # (without them the detector flagged 11-41 % of in-set reconstructions as unknown).
         detector_reconstructions=1000,
+        # Session 33: with a teacher (train.py --detector-teacher MODEL), the detector is this one instead, distilled:
+        # stem 16, widths 16 / 32 / 64 (9.9 instead of 15.1 M multiply-accumulates per frame, for the ModRec sink's
+        # speed), 9 epochs, half its loss the teacher's outputs at temperature 2 (training/classifier_loop.py
+        # fit_classifier). From the shipped v6's detector it flagged 0.907 of out-of-set frames (v6's own 0.906;
+        # without the teacher 0.878, with it for 6 epochs 0.886; training/README.md, session 33).
+        detector_student=dict(
+            unknown_detector=dict(stem_width=16, widths=(16, 32, 64), blocks=(1, 1, 1), spectral_width=16,
+                                  statistics_width=32, symbol_statistics=True),
+            unknown_epochs=9, detector_distill=dict(alpha=0.5, temperature=2.0)),
         # Session 24: half of them reconstructions of the clean copies of those frames (20 % otherwise, as the split
         # has them). Seed 3's detector flagged all of its clean 8pam at level 4 (2 % after the receiver model), so
         # its threshold on reconstructions had to rise to 0.98 (out-of-set 0.21); with half clean: level 4 flagged

@@ -89,8 +89,8 @@ def parse_args(argv=None):
                         "exemplar bank, which leaves out the frames it flags)")
     p.add_argument("--detector-teacher", type=Path, default=None, metavar="MODEL_DIR",
                    help="train the unknown detector to follow this model directory's detector as well as the labels "
-                        "(knowledge distillation, the preset's detector_distill), e.g. a smaller detector from the "
-                        "shipped one")
+                        "(knowledge distillation), with the preset's detector_student entries (default preset: a "
+                        "narrower detector, 9 epochs)")
     p.add_argument("--data-cache", type=Path, default=None, help="data cache directory (default .cache/data)")
     return p.parse_args(argv)
 
@@ -216,7 +216,8 @@ def start_run(args):
             raise SystemExit("--redo-detector needs --resume or --init-from (it continues a run directory's checkpoints)")
         log.note("--redo-detector: " + ("dropped the unknown detector, it trains again" if ckpt.redo_detector()
                                         else "no unknown detector trained yet"))
-    if args.detector_teacher is not None:
+    if args.detector_teacher is not None:  # the preset's detector_student entries (architecture, epochs, distill)
+        cfg.update(cfg.get("detector_student") or {})
         cfg["detector_teacher"] = str(args.detector_teacher)
     if (dropped or args.redo_direct) and args.stage == "all" and cfg.get("detector_reconstructions"):
         # The detector learned the reconstructions of the decoders just dropped: it trains again after them
