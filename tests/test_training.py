@@ -565,7 +565,8 @@ def test_a_distilled_network_follows_its_teacher_where_the_labels_say_otherwise(
 def test_redo_detector_distils_a_detector_from_a_models_own(smoke_run, tmp_path):
     """train.py --init-from MODEL --redo-detector --detector-teacher MODEL trains the unknown detector again, with
     the model's detector as its teacher (its directory and fingerprint in the log and the provenance), and leaves
-    the codec's weights as they were; --redo-detector without a run to continue is refused."""
+    the codec's weights as they were; --redo-detector without a run to continue, and a teacher for a detector
+    that is already trained, are refused."""
     import torch
     from safetensors.torch import load_file
 
@@ -586,6 +587,10 @@ def test_redo_detector_distils_a_detector_from_a_models_own(smoke_run, tmp_path)
     assert sorted(old) == sorted(new) and all(torch.equal(old[k], new[k]) for k in old)
     proc = run_train("--preset", "smoke", "--run-dir", str(tmp_path / "fresh"), "--redo-detector")
     assert proc.returncode != 0 and "--redo-detector needs --resume or --init-from" in proc.stderr + proc.stdout
+    # a teacher for a detector that is already trained (no --redo-detector) is refused, not ignored
+    proc = run_train("--preset", "smoke", "--run-dir", str(tmp_path / "kept"), "--init-from", str(teacher),
+                     "--detector-teacher", str(teacher))
+    assert proc.returncode != 0 and "add --redo-detector" in proc.stderr + proc.stdout
 
 
 def test_task_term_reads_the_classifier_posteriors_of_the_originals_computed_once():

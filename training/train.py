@@ -217,6 +217,9 @@ def start_run(args):
         log.note("--redo-detector: " + ("dropped the unknown detector, it trains again" if ckpt.redo_detector()
                                         else "no unknown detector trained yet"))
     if args.detector_teacher is not None:  # the preset's detector_student entries (architecture, epochs, distill)
+        if ckpt.done("unknown_detector"):
+            raise SystemExit(f"--detector-teacher: {run_dir} already has its unknown detector; add --redo-detector to "
+                             "train it again from the teacher")
         cfg.update(cfg.get("detector_student") or {})
         cfg["detector_teacher"] = str(args.detector_teacher)
     if (dropped or args.redo_direct) and args.stage == "all" and cfg.get("detector_reconstructions"):
