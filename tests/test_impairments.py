@@ -320,9 +320,9 @@ def test_symbol_features_tell_16psk_from_32psk_and_see_apsk_rings():
 
 
 def test_a_frames_symbol_features_do_not_depend_on_its_batch():
-    """symbol_features works out as many symbol instants as the batch's fastest symbol rate needs: a slow
-    frame's statistics are the same alone and beside a fast one (whose instants run further), and the fast
-    one's the same beside the slow one."""
+    """A slow frame's symbol statistics are the same alone and beside a fast one (whose instants run further),
+    and the fast one's the same beside the slow one: nothing in symbol_features may depend on the batch (session 33
+    sized its instants by the batch's fastest rate, which a traced detector then kept from its tracing batch)."""
     rng = np.random.default_rng(12)
     slow = _shaped(np.exp(2j * np.pi * rng.integers(0, 16, 600) / 16), 4.4)
     fast = _shaped(np.exp(2j * np.pi * rng.integers(0, 8, 600) / 8), 2.1)

@@ -188,10 +188,9 @@ def symbol_features(iq: torch.Tensor) -> torch.Tensor:
     arg = -2 * torch.pi * rate[:, None] * torch.arange(n, dtype=real, device=iq.device)[None]
     line_phase = torch.atan2((env * torch.sin(arg)).sum(-1), (env * torch.cos(arg)).sum(-1))
     start = torch.remainder(-line_phase / (2 * torch.pi), 1.0)              # in symbols, (B,)
-    # symbol instants t = (start + phase + m) / rate for m while t stays inside the frame: t < n - 2 with start < 1
-    # and phase >= -1/8 needs m < (n - 2) rate + 1/8, so the batch's fastest rate sets how many (at most n / 2 + 2;
-    # the instants past a frame's end are left out of every sum below, so a frame's statistics do not depend on it)
-    most = min(int(n * 0.5) + 2, int(torch.ceil((n - 2) * rate.max() + 0.125)) + 2)
+    # symbol instants t = (start + phase + m) / rate for m while t stays inside the frame (a fixed count, not one from
+    # the batch's rates: a traced network (runtime "torchscript") would keep the count of the batch it was traced on)
+    most = int(n * 0.5) + 2
     m = torch.arange(most, dtype=real, device=iq.device) - 1
     phases = torch.tensor(SYMBOL_PHASES, dtype=real, device=iq.device)
     t = (start[:, None, None] + phases[None, :, None] + m[None, None, :]) * period[:, None, None]  # (B, P, most)
