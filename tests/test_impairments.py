@@ -283,10 +283,14 @@ def _shaped(symbols: np.ndarray, sps: float, n: int = 1024, rolloff: float = 0.3
     return (frame / np.abs(frame).max()).astype(np.complex64)
 
 
-def _symbol_stats(x):
+def _symbol_stats_batch(x):
     from gnuradio.hqarf.frames import to_iq
     from gnuradio.hqarf.signal_features import symbol_features
-    return symbol_features(to_iq(np.asarray(x)[None], "cpu"))[0].numpy()
+    return symbol_features(to_iq(np.asarray(x), "cpu")).numpy()
+
+
+def _symbol_stats(x):
+    return _symbol_stats_batch(np.asarray(x)[None])[0]
 
 
 def test_symbol_features_tell_16psk_from_32psk_and_see_apsk_rings():
@@ -330,12 +334,6 @@ def test_a_frames_symbol_features_do_not_depend_on_its_batch():
     assert together[0, 1] == pytest.approx(1 / 4.4, rel=0.01) and together[1, 1] == pytest.approx(1 / 2.1, rel=0.01)
     np.testing.assert_allclose(together[0], _symbol_stats(slow), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(together[1], _symbol_stats(fast), rtol=1e-5, atol=1e-6)
-
-
-def _symbol_stats_batch(x):
-    from gnuradio.hqarf.frames import to_iq
-    from gnuradio.hqarf.signal_features import symbol_features
-    return symbol_features(to_iq(np.asarray(x), "cpu")).numpy()
 
 
 def test_symbol_features_are_finite_on_silence_and_on_a_pure_carrier():
